@@ -1,0 +1,5 @@
+import sys
+
+from ntkbook.cli import main
+
+sys.exit(main())

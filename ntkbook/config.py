@@ -1,0 +1,250 @@
+"""Profiles: one YAML file in ``parameters/`` becomes one frozen, validated :class:`Profile`.
+
+Every value is checked before any compute. Papermill passes the same keys as notebook
+parameters; :func:`from_notebook` validates them inside a notebook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+PARAMETERS_DIR = Path(__file__).resolve().parents[1] / "parameters"
+
+DATASETS = {"cifar10": 10, "cifar100": 100}
+MODELS = ("small_cnn", "resnet18")
+MODES = ("benign", "adversarial", "flip")
+ADVERSARIAL_STEPS = ("clean_then_adversarial", "adversarial_only")
+
+
+class ProfileError(ValueError):
+    """A profile value is unknown, mistyped or impossible."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """All settings of one reproduction; see ``parameters/paper.yaml`` for their meaning."""
+
+    profile: str
+    dataset: str
+    model: str
+    width: int
+    n_train: int
+    n_test: int
+    n_kernel: int
+    batch_size: int
+    eval_batch_size: int
+    seeds: tuple[int, ...]
+    modes: tuple[str, ...]
+    stage1_epochs: int
+    stage1_lr: float
+    momentum: float
+    flip_epoch: int
+    fractional_epochs: tuple[float, ...]
+    eps_255: float
+    train_pgd_steps: int
+    eval_pgd_steps: int
+    adversarial_step: str
+    spawn_epochs: tuple[float, ...]
+    stage2_epochs: int
+    stage2_lr: float
+    overridden: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return DATASETS[self.dataset]
+
+    @property
+    def eps(self) -> float:
+        """L-inf radius in pixel units ([0, 1] images)."""
+        return self.eps_255 / 255.0
+
+    @property
+    def train_pgd_step_size(self) -> float:
+        return 2.0 * self.eps / max(self.train_pgd_steps, 1)
+
+    @property
+    def eval_pgd_step_size(self) -> float:
+        return 2.0 * self.eps / max(self.eval_pgd_steps, 1)
+
+    @property
+    def checkpoint_epochs(self) -> tuple[float, ...]:
+        """Every epoch at which stage 1 saves a checkpoint, in order."""
+        whole = [float(e) for e in range(self.stage1_epochs + 1)]
+        return tuple(sorted(set(whole) | set(self.fractional_epochs)))
+
+    @property
+    def label(self) -> str:
+        """The profile name, plus what was overridden; printed on every figure."""
+        if not self.overridden:
+            return self.profile
+        changes = ", ".join(f"{k}={getattr(self, k)}" for k in self.overridden)
+        return f"{self.profile} ({changes})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The YAML keys and their values (lists for tuples)."""
+        out = {}
+        for f in parameter_fields():
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def parameter_fields() -> list[dataclasses.Field]:
+    """The fields a profile file must set (everything but bookkeeping)."""
+    return [f for f in dataclasses.fields(Profile) if f.name != "overridden"]
+
+
+_FIELD_TYPES = get_type_hints(Profile)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check ``value`` against the field's type; return it in canonical form."""
+    expected = _FIELD_TYPES[key]
+    if get_origin(expected) is tuple:
+        item_type = get_args(expected)[0]
+        if not isinstance(value, (list, tuple)):
+            raise ProfileError(f"parameter '{key}': must be a list, got {value!r}")
+        return tuple(_coerce_scalar(key, item, item_type) for item in value)
+    return _coerce_scalar(key, value, expected)
+
+
+def _coerce_scalar(key: str, value: Any, expected: type) -> Any:
+    if isinstance(value, bool) or (expected is not str and isinstance(value, str)):
+        raise ProfileError(f"parameter '{key}': must be {expected.__name__}, got {value!r}")
+    if expected is float and isinstance(value, (int, float)):
+        return float(value)
+    if expected is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, expected):
+        raise ProfileError(f"parameter '{key}': must be {expected.__name__}, got {value!r}")
+    return value
+
+
+def _check(ok: bool, key: str, message: str, value: Any) -> None:
+    if not ok:
+        raise ProfileError(f"parameter '{key}': {message}, got {value!r}")
+
+
+def _check_choice(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
+    _check(value in allowed, key, f"must be one of {', '.join(allowed)}", value)
+
+
+def _validate(p: Profile) -> None:
+    """Raise :class:`ProfileError` on the first impossible value."""
+    _check_choice("dataset", p.dataset, list(DATASETS))
+    _check_choice("model", p.model, MODELS)
+    _check_choice("adversarial_step", p.adversarial_step, ADVERSARIAL_STEPS)
+    for mode in p.modes:
+        _check_choice("modes", mode, MODES)
+    _check(len(p.modes) > 0 and len(set(p.modes)) == len(p.modes), "modes",
+           "must be a non-empty list without repeats", list(p.modes))
+    _check(len(p.seeds) > 0 and len(set(p.seeds)) == len(p.seeds)
+           and all(s >= 0 for s in p.seeds), "seeds",
+           "must be a non-empty list of distinct non-negative integers", list(p.seeds))
+    for key in ("width", "batch_size", "eval_batch_size"):
+        _check(getattr(p, key) > 0, key, "must be > 0", getattr(p, key))
+    for key in ("n_train", "n_test", "n_kernel"):
+        value = getattr(p, key)
+        _check(value > 0 and value % p.num_classes == 0, key,
+               f"must be a positive multiple of the {p.num_classes} classes of {p.dataset}",
+               value)
+    _check(p.batch_size <= p.n_train, "batch_size", f"must be <= n_train ({p.n_train})",
+           p.batch_size)
+    _check(p.n_kernel <= p.n_train, "n_kernel", f"must be <= n_train ({p.n_train})", p.n_kernel)
+    for key in ("stage1_epochs", "stage2_epochs", "train_pgd_steps", "eval_pgd_steps"):
+        _check(getattr(p, key) >= 0, key, "must be >= 0", getattr(p, key))
+    for key in ("stage1_lr", "stage2_lr"):
+        _check(getattr(p, key) > 0, key, "must be > 0", getattr(p, key))
+    _check(0 <= p.momentum < 1, "momentum", "must be in [0, 1)", p.momentum)
+    _check(0 <= p.eps_255 <= 255, "eps_255", "must be in [0, 255] (eps = eps_255 / 255)",
+           p.eps_255)
+    if "flip" in p.modes:
+        _check(0 < p.flip_epoch < p.stage1_epochs, "flip_epoch",
+               f"must lie strictly between 0 and stage1_epochs ({p.stage1_epochs})",
+               p.flip_epoch)
+    for epoch in p.fractional_epochs:
+        _check(0 < epoch < p.stage1_epochs and not float(epoch).is_integer(),
+               "fractional_epochs",
+               f"must be non-integer epochs inside stage 1 (0, {p.stage1_epochs})", epoch)
+    for epoch in p.spawn_epochs:
+        _check(epoch in p.checkpoint_epochs, "spawn_epochs",
+               f"must be stage-1 checkpoint epochs (0..{p.stage1_epochs} or one of "
+               f"fractional_epochs {list(p.fractional_epochs)})", epoch)
+
+
+def from_mapping(values: Mapping[str, Any], *, base: Profile | None = None) -> Profile:
+    """Build a validated profile from ``values``; with ``base``, values are overrides."""
+    known = {f.name for f in parameter_fields()}
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ProfileError(f"unknown parameter '{key}'{hint}; known parameters: "
+                               f"{', '.join(sorted(known))}")
+    coerced = {key: _coerce(key, value) for key, value in values.items()}
+    if base is None:
+        missing = sorted(known - set(coerced))
+        if missing:
+            raise ProfileError(f"missing parameter(s): {', '.join(missing)}")
+        profile = Profile(**coerced)
+    else:
+        changed = tuple(k for k, v in coerced.items()
+                        if k != "profile" and getattr(base, k) != v)
+        profile = dataclasses.replace(base, **coerced,
+                                      overridden=tuple(dict.fromkeys(base.overridden + changed)))
+    _validate(profile)
+    return profile
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """``smoke`` -> ``parameters/smoke.yaml``; an existing path is used as it is."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        candidate = path
+    else:
+        candidate = PARAMETERS_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        available = sorted(p.stem for p in PARAMETERS_DIR.glob("*.yaml"))
+        raise ProfileError(f"parameter 'profile': no profile file {candidate}; "
+                           f"available profiles: {', '.join(available)}")
+    return candidate
+
+
+def load_profile(name_or_path: str | Path, **overrides: Any) -> Profile:
+    """Read ``parameters/<name>.yaml`` (or a YAML path), apply overrides, validate."""
+    path = profile_path(name_or_path)
+    with path.open() as handle:
+        values = yaml.safe_load(handle)
+    if not isinstance(values, dict):
+        raise ProfileError(f"{path}: a profile must be a YAML mapping of parameters")
+    try:
+        profile = from_mapping(values)
+    except ProfileError as error:
+        raise ProfileError(f"{path}: {error}") from None
+    return from_mapping(overrides, base=profile) if overrides else profile
+
+
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+_PARAMETER_TYPES = (bool, int, float, str, list, tuple, dict, type(None))
+
+
+def from_notebook(namespace: Mapping[str, Any]) -> Profile:
+    """Validate a notebook's parameters: ``profile`` plus any injected overrides.
+
+    Every public name holding a plain value (number, string, list, ...) must be a profile
+    key, so a mistyped papermill ``-p`` parameter is reported instead of silently ignored.
+    Call it in the cell right after the parameters cell, before other names exist.
+    """
+    values = {
+        name: value for name, value in namespace.items()
+        if not name.startswith("_") and name not in _IPYTHON_NAMES
+        and isinstance(value, _PARAMETER_TYPES)
+    }
+    name = values.pop("profile", "smoke")
+    return load_profile(name, **values)

@@ -1,0 +1,178 @@
+"""The paper's protocol on top of a profile: stage-1 and stage-2 runs and their evaluations.
+
+Every function here is cached in the store under a spec holding exactly the profile keys
+it depends on: changing the stage-2 learning rate, say, reuses every stage-1 checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+from ntkbook import data, models
+from ntkbook.config import Profile
+from ntkbook.evaluate import evaluate
+from ntkbook.runs import Run, load_checkpoint, train_run
+from ntkbook.store import Spec, Store
+from ntkbook.train import (AttackSettings, Variables, forward_fn, init_state, make_train_step,
+                           sgd)
+
+SPEC_VERSION = 1  # bump when a change of code changes what an artifact holds
+
+
+def model_for(cfg: Profile):
+    return models.build_model(cfg.model, cfg.num_classes, cfg.width)
+
+
+def train_split(cfg: Profile) -> data.Split:
+    return data.balanced_subset(cfg.dataset, "train", cfg.n_train)
+
+
+def test_split(cfg: Profile) -> data.Split:
+    return data.balanced_subset(cfg.dataset, "test", cfg.n_test)
+
+
+def train_attack(cfg: Profile) -> AttackSettings:
+    return AttackSettings(cfg.eps, cfg.train_pgd_steps, cfg.train_pgd_step_size)
+
+
+def eval_attack(cfg: Profile) -> AttackSettings:
+    return AttackSettings(cfg.eps, cfg.eval_pgd_steps, cfg.eval_pgd_step_size)
+
+
+def _training_spec(cfg: Profile, adversarial: bool) -> Spec:
+    spec = {"version": SPEC_VERSION, "dataset": cfg.dataset, "model": cfg.model,
+            "width": cfg.width, "n_train": cfg.n_train, "batch_size": cfg.batch_size,
+            "momentum": cfg.momentum}
+    if adversarial:
+        spec["attack"] = {"eps_255": cfg.eps_255, "steps": cfg.train_pgd_steps,
+                          "variant": cfg.adversarial_step}
+    return spec
+
+
+def _train(store: Store, cfg: Profile, run: Run, *, variables: Variables, lr: float,
+           forward, adversarial_from: float, epochs: int, seed: int,
+           keep: list[float]) -> list[int]:
+    """Train ``run`` with SGD; epochs from ``adversarial_from`` on are adversarial."""
+    tx = sgd(lr, cfg.momentum)
+    steps = {False: make_train_step(forward, tx)}
+    if adversarial_from < math.inf:
+        steps[True] = make_train_step(forward, tx, attack=train_attack(cfg),
+                                      clean_first=cfg.adversarial_step == "clean_then_adversarial")
+    split = train_split(cfg)
+    return train_run(store, run, init=lambda: init_state(variables, tx),
+                     step_for_epoch=lambda epoch: steps[epoch >= adversarial_from],
+                     images=split.images, labels=split.labels, epochs=epochs,
+                     batch_size=cfg.batch_size, seed=seed, keep=keep)
+
+
+# --- stage 1 ---------------------------------------------------------------------------
+
+def stage1_run(cfg: Profile, seed: int, mode: str) -> Run:
+    """Stage 1 of ``mode`` (benign, adversarial, flip) for ``seed``; epochs are not part of it."""
+    spec = {"stage": 1, **_training_spec(cfg, mode != "benign"), "lr": cfg.stage1_lr,
+            "seed": seed, "mode": mode}
+    if mode == "flip":
+        spec["flip_epoch"] = cfg.flip_epoch
+    return Run(spec, f"stage 1 {mode} seed {seed}")
+
+
+def _adversarial_from(cfg: Profile, mode: str) -> float:
+    return {"benign": math.inf, "adversarial": 0, "flip": cfg.flip_epoch}[mode]
+
+
+def ensure_stage1(cfg: Profile, seed: int, mode: str, store: Store,
+                  until: float | None = None) -> list[int]:
+    """Train (or resume) stage 1 up to ``until`` (default: the profile's end); return epochs
+    trained now."""
+    epochs = cfg.stage1_epochs if until is None else math.ceil(until)
+    keep = [e for e in cfg.checkpoint_epochs if e <= epochs]
+    initial = models.init_variables(model_for(cfg), jax.random.PRNGKey(seed))
+    return _train(store, cfg, stage1_run(cfg, seed, mode), variables=initial,
+                  lr=cfg.stage1_lr, forward=forward_fn(model_for(cfg), "standard", True),
+                  adversarial_from=_adversarial_from(cfg, mode), epochs=epochs, seed=seed,
+                  keep=keep)
+
+
+def stage1_variables(cfg: Profile, seed: int, mode: str, epoch: float,
+                     store: Store) -> Variables:
+    """``{'params', 'batch_stats'}`` of the stage-1 network at ``epoch``."""
+    run = stage1_run(cfg, seed, mode)
+    if not store.exists(run.checkpoint(epoch)):
+        ensure_stage1(cfg, seed, mode, store, until=epoch)
+    return load_checkpoint(store, run, epoch, {})
+
+
+# --- stage 2 ---------------------------------------------------------------------------
+
+def stage2_run(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dynamics: str, *,
+               adversarial: bool = False, update_bn: bool = False,
+               lr: float | None = None) -> Run:
+    """Stage 2 with ``dynamics`` around the stage-1 checkpoint at ``spawn_epoch``."""
+    lr = cfg.stage2_lr if lr is None else lr
+    spec = {"stage": 2, **_training_spec(cfg, adversarial), "lr": lr, "seed": seed,
+            "parent": stage1_run(cfg, seed, mode).checkpoint(spawn_epoch),
+            "dynamics": dynamics, "update_bn": update_bn}
+    data_kind = "adversarial" if adversarial else "benign"
+    label = (f"stage 2 {dynamics} ({data_kind} data, {'updating' if update_bn else 'frozen'} "
+             f"BN, lr {lr:g}) on {mode} t={spawn_epoch:g} seed {seed}")
+    return Run(spec, label)
+
+
+def stage2_variables(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dynamics: str,
+                     store: Store, **options: Any) -> Variables:
+    """Variables (with the parent's ``params_t``) after ``cfg.stage2_epochs`` of stage 2."""
+    run = stage2_run(cfg, seed, mode, spawn_epoch, dynamics, **options)
+    parent = stage1_variables(cfg, seed, mode, spawn_epoch, store)
+    start = {**parent, "params_t": parent["params"]}
+    if not store.exists(run.checkpoint(cfg.stage2_epochs)):
+        forward = forward_fn(model_for(cfg), dynamics, options.get("update_bn", False))
+        _train(store, cfg, run, variables=start, lr=run.spec["lr"], forward=forward,
+               adversarial_from=0 if options.get("adversarial") else math.inf,
+               epochs=cfg.stage2_epochs, seed=seed, keep=[cfg.stage2_epochs])
+    return load_checkpoint(store, run, cfg.stage2_epochs, start)
+
+
+# --- evaluation ------------------------------------------------------------------------
+
+def _evaluation(cfg: Profile, store: Store, checkpoint: Spec, dynamics: str,
+                variables: Variables) -> dict[str, float]:
+    spec = {"kind": "evaluation", "checkpoint": checkpoint, "dynamics": dynamics,
+            "n_test": cfg.n_test, "batch_size": cfg.eval_batch_size,
+            "attack": {"eps_255": cfg.eps_255, "steps": cfg.eval_pgd_steps}}
+
+    def compute() -> dict[str, float]:
+        split = test_split(cfg)
+        return evaluate(forward_fn(model_for(cfg), dynamics), variables, split.images,
+                        split.labels, eval_attack(cfg), batch_size=cfg.eval_batch_size)
+
+    return {k: float(v) for k, v in store.get_or_compute(spec, compute).items()}
+
+
+def evaluate_stage1(cfg: Profile, seed: int, mode: str, epoch: float,
+                    store: Store) -> dict[str, float]:
+    """Clean and PGD test accuracy (%) of the stage-1 network at ``epoch``."""
+    variables = stage1_variables(cfg, seed, mode, epoch, store)
+    return _evaluation(cfg, store, stage1_run(cfg, seed, mode).checkpoint(epoch), "standard",
+                       variables)
+
+
+def evaluate_stage2(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dynamics: str,
+                    store: Store, **options: Any) -> dict[str, float]:
+    """Clean and PGD test accuracy (%) of a finished stage-2 network, attacked through its
+    own dynamics."""
+    variables = stage2_variables(cfg, seed, mode, spawn_epoch, dynamics, store, **options)
+    run = stage2_run(cfg, seed, mode, spawn_epoch, dynamics, **options)
+    return _evaluation(cfg, store, run.checkpoint(cfg.stage2_epochs), dynamics, variables)
+
+
+def stage1_curves(cfg: Profile, store: Store, epochs: list[float]) -> dict[str, np.ndarray]:
+    """Per mode, an array (seeds, epochs, 2) of clean and robust accuracy."""
+    return {mode: np.array([[[r["clean"], r["robust"]]
+                             for r in (evaluate_stage1(cfg, seed, mode, e, store)
+                                       for e in epochs)]
+                            for seed in cfg.seeds])
+            for mode in cfg.modes}

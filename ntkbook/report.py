@@ -1,0 +1,33 @@
+"""Numbers for the book: mean +- std over seeds and markdown tables beside the paper's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation, as the paper reports over seeds."""
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std())
+
+
+def pm(values: Sequence[float], digits: int = 2) -> str:
+    """``'81.58 ± 0.63'`` for a list of per-seed values."""
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub/MyST markdown table."""
+    lines = ["| " + " | ".join(map(str, header)) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def settings_table(settings: dict[str, object]) -> str:
+    """Two-column markdown table of parameter names and values."""
+    return markdown_table(["parameter", "value"],
+                          [(f"`{k}`", v) for k, v in settings.items()])
