@@ -60,16 +60,17 @@ def _hide_parameter_cells(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def execute_notebook(source: Path, target: Path, profile: str) -> float:
-    """Run ``source`` under ``profile`` (a name or YAML path) into ``target``; return seconds."""
+def execute_notebook(source: Path, target: Path, parameters: dict) -> float:
+    """Run ``source`` with papermill ``parameters`` into ``target``; return wall seconds."""
     start = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        papermill.execute_notebook(str(source), str(target), parameters={"profile": profile},
+        papermill.execute_notebook(str(source), str(target), parameters=parameters,
                                    cwd=str(source.parent), progress_bar=False,
                                    kernel_name="python3")
     except papermill.PapermillExecutionError as error:
-        raise BookError(f"{source.relative_to(ROOT)} failed in cell {error.exec_count}: "
+        name = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+        raise BookError(f"{name} failed in cell {error.exec_count}: "
                         f"{error.ename}: {error.evalue} (executed copy: {target})") from None
     _hide_parameter_cells(target)
     return time.perf_counter() - start
@@ -111,7 +112,7 @@ def build(profile: str = "smoke", output: Path | None = None,
             shutil.copy(source, target)
             continue
         log.info("executing %s under profile %s", document, cfg.label)
-        seconds = execute_notebook(source, target, profile)
+        seconds = execute_notebook(source, target, {"profile": profile})
         log.info("%s executed in %.1f s", document, seconds)
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
                "build", str(staging),

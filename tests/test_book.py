@@ -1,0 +1,68 @@
+"""The book pipeline: papermill execution, error reporting, and the full smoke build."""
+
+import re
+
+import nbformat
+import pytest
+
+from ntkbook import book
+
+PROTOCOL = book.ROOT / "book" / "protocol.ipynb"
+
+
+def test_committed_notebooks_have_no_outputs():
+    for path in (book.ROOT / "book").glob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, path.name
+
+
+def test_every_notebook_has_a_parameters_cell_validated_next():
+    for path in (book.ROOT / "book").glob("*.ipynb"):
+        code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), path.name
+        assert "config.from_notebook(globals())" in code[1].source, path.name
+
+
+def test_toc_lists_every_page():
+    documents = book.toc_documents(book.ROOT / "_toc.yml")
+    pages = {p.relative_to(book.ROOT).with_suffix("").as_posix()
+             for p in (book.ROOT / "book").iterdir() if p.suffix in (".md", ".ipynb")}
+    assert set(documents) == pages
+
+
+def test_mistyped_parameter_fails_naming_notebook_cell_and_key(tmp_path):
+    with pytest.raises(book.BookError, match=r"book/protocol.ipynb failed in cell \d+: "
+                                             r"ProfileError: .*'stage2lr'"):
+        book.execute_notebook(PROTOCOL, tmp_path / "out.ipynb",
+                              {"profile": "smoke", "stage2lr": 0.1})
+
+
+def test_raising_notebook_names_the_cell(tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("x = 1"),
+                      nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
+    source = tmp_path / "broken.ipynb"
+    nbformat.write(notebook, source)
+    with pytest.raises(book.BookError, match=r"broken.ipynb failed in cell 2: RuntimeError: boom"):
+        book.execute_notebook(source, tmp_path / "out.ipynb", {})
+
+
+@pytest.mark.book
+def test_smoke_book_builds_with_pages_and_figures(tmp_path, monkeypatch):
+    monkeypatch.setenv("NTKBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    html = book.build("smoke", output=tmp_path / "book")
+    intro = (html / "index.html").read_text()
+    assert "smoke" in (html / "book" / "intro.html").read_text()
+    assert "intro.html" in intro
+    for document in book.toc_documents(book.ROOT / "_toc.yml"):
+        page = (html / f"{document}.html").read_text()
+        assert "Traceback" not in page and "Error" not in page, document
+        for image in re.findall(r'<img[^>]+src="([^"]+\.png)"', page):
+            assert (html / "book" / image).resolve().is_file(), (document, image)
+    protocol = (html / "book" / "protocol.html").read_text()
+    assert len(re.findall(r'<img[^>]+src="[^"]+\.png"', protocol)) >= 1
+    assert "<table" in protocol and "51.77" in protocol  # the paper's number beside ours
+    executed = nbformat.read(tmp_path / "book" / "source" / "book" / "protocol.ipynb", 4)
+    assert all("remove-cell" in c.metadata.get("tags", []) for c in executed.cells
+               if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", [])))

@@ -1,0 +1,41 @@
+import shlex
+
+import pytest
+
+from ntkbook import cli, config, paper, report
+
+
+def test_paper_plan_splits_into_independent_jobs():
+    cfg = config.load_profile("paper")
+    jobs = list(cli.plan(cfg))
+    stage1 = [j for j in jobs if " stage1 " in j]
+    stage2 = [j for j in jobs if " stage2 " in j]
+    assert len(stage1) == 3 * 3  # seeds x modes
+    assert len(stage2) == 3 * 2 * len(cfg.spawn_epochs) * 2  # seeds x modes x t x dynamics
+    assert len(set(jobs)) == len(jobs)
+    for job in jobs:
+        args = cli.parser().parse_args(shlex.split(job)[1:])  # every line is a valid command
+        assert args.profile == "paper"
+
+
+def test_bad_command_line_values_fail_before_compute(capsys):
+    assert cli.main(["stage2", "--profile", "smoke", "--seed", "0", "--mode", "benign",
+                     "--spawn-epoch", "4.5", "--dynamics", "centered"]) == 2
+    assert "--spawn-epoch 4.5 is not a checkpoint epoch" in capsys.readouterr().err
+    assert cli.main(["plan", "--profile", "nope"]) == 2
+    with pytest.raises(SystemExit):
+        cli.main(["stage1", "--profile", "smoke", "--seed", "0", "--mode", "lazy"])
+
+
+def test_mean_std_is_the_population_std_over_seeds():
+    assert report.mean_std([1.0, 3.0]) == (2.0, 1.0)
+    assert report.pm([81.0, 82.0, 83.0]) == "82.00 ± 0.82"
+
+
+def test_paper_numbers_follow_dataset_and_eps():
+    assert paper.reported(config.load_profile("paper"), "adversarial_training_robust") == \
+        "51.77 ± 0.80"
+    assert paper.reported(config.load_profile("paper-eps8"),
+                          "adversarial_training_robust") == "35.80 ± 0.76"
+    assert paper.reported(config.load_profile("paper-eps8"),
+                          "adversarial_training_clean") == "not reported"

@@ -1,0 +1,81 @@
+import pytest
+import yaml
+
+from ntkbook import config
+from ntkbook.config import ProfileError
+
+BAD_PROFILES = [  # (override, key the message must name)
+    ({"stage2_lrr": 0.01}, "stage2_lrr"),
+    ({"eps_255": -1}, "eps_255"),
+    ({"stage1_epochs": -1}, "stage1_epochs"),
+    ({"stage2_epochs": -3}, "stage2_epochs"),
+    ({"spawn_epochs": [0, 7]}, "spawn_epochs"),
+    ({"n_kernel": 105}, "n_kernel"),
+    ({"n_train": 1999}, "n_train"),
+    ({"dataset": "mnist"}, "dataset"),
+    ({"model": "vgg"}, "model"),
+    ({"modes": ["benign", "adverserial"]}, "modes"),
+    ({"adversarial_step": "both"}, "adversarial_step"),
+    ({"stage1_lr": "1e-4"}, "stage1_lr"),
+    ({"stage2_lr": 0}, "stage2_lr"),
+    ({"width": 2.5}, "width"),
+    ({"seeds": []}, "seeds"),
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"batch_size": 5000}, "batch_size"),
+    ({"flip_epoch": 6}, "flip_epoch"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"fractional_epochs": [1.0]}, "fractional_epochs"),
+    ({"eval_pgd_steps": True}, "eval_pgd_steps"),
+    ({"modes": "benign"}, "modes"),
+]
+
+
+@pytest.mark.parametrize("override,key", BAD_PROFILES)
+def test_bad_profile_is_rejected_naming_the_key(override, key):
+    with pytest.raises(ProfileError, match=f"'{key}'"):
+        config.load_profile("smoke", **override)
+
+
+def test_every_shipped_profile_is_valid():
+    for path in sorted(config.PARAMETERS_DIR.glob("*.yaml")):
+        cfg = config.load_profile(path.stem)
+        assert cfg.profile == path.stem
+        assert config.from_mapping(cfg.as_dict()) == cfg  # round trip through YAML keys
+
+
+def test_paper_profile_has_the_papers_settings():
+    cfg = config.load_profile("paper")
+    assert (cfg.model, cfg.width, cfg.n_train, cfg.stage1_epochs, cfg.stage2_epochs) == (
+        "resnet18", 64, 50000, 100, 100)
+    assert (cfg.train_pgd_steps, cfg.eval_pgd_steps, cfg.n_kernel) == (20, 100, 500)
+    assert cfg.seeds == (0, 1, 2) and cfg.eps == pytest.approx(4 / 255)
+    assert cfg.eval_pgd_step_size == pytest.approx(2 * cfg.eps / 100)
+    assert config.load_profile("paper-eps8").eps_255 == 8
+
+
+def test_missing_key_in_a_profile_file_is_reported(tmp_path):
+    values = config.load_profile("smoke").as_dict()
+    del values["stage2_lr"]
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(ProfileError, match="stage2_lr"):
+        config.load_profile(path)
+
+
+def test_unknown_profile_lists_the_available_ones():
+    with pytest.raises(ProfileError, match="smoke"):
+        config.load_profile("smok")
+
+
+def test_overrides_are_typed_and_shown_in_the_label():
+    cfg = config.load_profile("smoke", stage2_lr=1, spawn_epochs=[0, 1])
+    assert cfg.stage2_lr == 1.0 and isinstance(cfg.stage2_lr, float)
+    assert cfg.spawn_epochs == (0.0, 1.0)
+    assert cfg.label == "smoke (stage2_lr=1.0, spawn_epochs=(0.0, 1.0))"
+
+
+def test_notebook_namespace_is_validated():
+    namespace = {"profile": "smoke", "stage2_lr": 0.5, "In": [], "_": None, "np": yaml}
+    assert config.from_notebook(namespace).stage2_lr == 0.5
+    with pytest.raises(ProfileError, match="did you mean 'stage2_lr'"):
+        config.from_notebook({"profile": "smoke", "stage2lr": 0.5})
