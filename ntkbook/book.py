@@ -9,6 +9,7 @@ lands in ``_build/<profile>/_build/html``.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,9 @@ def execute_notebook(source: Path, target: Path, parameters: dict) -> float:
     """Run ``source`` with papermill ``parameters`` into ``target``; return wall seconds."""
     start = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
+    # A non-interactive MPLBACKEND (Agg, say) would reach the kernel and silently drop every
+    # figure from the outputs: the kernel must keep IPython's inline backend.
+    backend = os.environ.pop("MPLBACKEND", None)
     try:
         papermill.execute_notebook(str(source), str(target), parameters=parameters,
                                    cwd=str(source.parent), progress_bar=False,
@@ -72,6 +76,9 @@ def execute_notebook(source: Path, target: Path, parameters: dict) -> float:
         name = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
         raise BookError(f"{name} failed in cell {error.exec_count}: "
                         f"{error.ename}: {error.evalue} (executed copy: {target})") from None
+    finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
     _hide_parameter_cells(target)
     return time.perf_counter() - start
 

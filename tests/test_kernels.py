@@ -1,0 +1,101 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntkbook import kernels, models
+
+
+def tiny_net(width: int, dtype, n: int = 6):
+    """A SmallCNN with trained-looking BatchNorm statistics, cast to ``dtype``."""
+    model = models.SmallCNN(num_classes=10, width=width)
+    variables = models.init_variables(model, jax.random.PRNGKey(0))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (n, 32, 32, 3))
+    _, stats = models.train_apply(model, variables["batch_stats"])(variables["params"], x)
+    cast = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), tree)  # noqa: E731
+    return models.eval_apply(model, cast(stats)), cast(variables["params"]), x.astype(dtype)
+
+
+def explicit_kernels(apply_fn, params, x1, x2):
+    """(C, C, N1, N2) from a materialised Jacobian J (N, C, P)."""
+    def jac(x):
+        tree = jax.jacrev(lambda p: apply_fn(p, x))(params)
+        return jnp.concatenate([leaf.reshape(x.shape[0], 10, -1)
+                                for leaf in jax.tree_util.tree_leaves(tree)], axis=-1)
+    return np.asarray(jnp.einsum("icp,jdp->cdij", jac(x1), jac(x2)))
+
+
+def expected(full, kind):
+    diagonal = np.einsum("ccij->cij", full)
+    if kind == "trace":
+        return diagonal.mean(0)
+    if kind == "per_class":
+        return diagonal
+    if kind == "full":
+        return full
+    return full[kind[1], kind[1]]
+
+
+KINDS = ["trace", "per_class", "full", ("logit", 5)]
+
+
+def relative_error(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_kernels_equal_explicit_jacobian_products_in_float64(kind):
+    with jax.enable_x64(True):
+        apply_fn, params, x = tiny_net(2, jnp.float64)
+        full = explicit_kernels(apply_fn, params, x, x)
+        for block_size in (None, 4):  # unblocked, and blocks that do not divide N
+            k = kernels.empirical_ntk(apply_fn, params, x, kind=kind, block_size=block_size)
+            assert k.dtype == np.float64
+            assert relative_error(k, expected(full, kind)) < 1e-6, block_size
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cross_kernel_is_the_transpose_of_the_swapped_one(kind):
+    with jax.enable_x64(True):
+        apply_fn, params, x = tiny_net(2, jnp.float64, n=7)
+        k12 = kernels.empirical_ntk(apply_fn, params, x[:3], x[3:], kind=kind, block_size=2)
+        k21 = kernels.empirical_ntk(apply_fn, params, x[3:], x[:3], kind=kind, block_size=2)
+        full = explicit_kernels(apply_fn, params, x[:3], x[3:])
+    np.testing.assert_allclose(k12, expected(full, kind), rtol=1e-9, atol=1e-12)
+    swapped = np.swapaxes(k21, -1, -2)
+    if kind == "full":
+        swapped = np.swapaxes(swapped, 0, 1)
+    np.testing.assert_allclose(k12, swapped, rtol=1e-9, atol=1e-12)
+
+
+def test_smoke_model_kernel_in_float32():
+    apply_fn, params, x = tiny_net(8, jnp.float32, n=5)
+    full = explicit_kernels(apply_fn, params, x, x)
+    k = kernels.empirical_ntk(apply_fn, params, x, kind="per_class", block_size=2)
+    assert relative_error(k, expected(full, "per_class")) < 1e-4
+
+
+def test_bad_kernel_kind_is_rejected():
+    apply_fn, params, x = tiny_net(2, jnp.float32, n=2)
+    with pytest.raises(ValueError, match="logit"):
+        kernels.empirical_ntk(apply_fn, params, x, kind=("logit", 10))
+
+
+def test_block_size_follows_the_memory_budget():
+    # ResNet-18 width 64: 11.2M params x 10 logits x 4 bytes = 447 MB per image
+    assert kernels.block_size_for(11_173_962, 10, 4, memory_bytes=8 * 2**30) == 9
+    assert kernels.block_size_for(11_173_962, 10, 4, memory_bytes=2**20) == 1
+
+
+def test_kernel_distance_on_known_pairs():
+    k = np.array([[2.0, 1.0], [1.0, 3.0]])
+    assert kernels.kernel_distance(k, 3 * k) == pytest.approx(0.0, abs=1e-12)
+    assert kernels.kernel_distance(np.eye(2), np.ones((2, 2))) == pytest.approx(1 - 1 / np.sqrt(2))
+    assert kernels.kernel_distance(np.diag([1.0, 0.0]), np.diag([0.0, 1.0])) == pytest.approx(1.0)
+
+
+def test_effective_rank_of_rank_one_and_identity():
+    u = np.random.default_rng(0).normal(size=20)
+    assert kernels.effective_rank(np.outer(u, u)) == pytest.approx(1.0, abs=1e-6)
+    assert kernels.effective_rank(np.eye(20)) == pytest.approx(20.0)
+    assert kernels.effective_rank(np.diag([1.0, 1.0, 0.0])) == pytest.approx(2.0)
