@@ -7,6 +7,7 @@ it depends on: changing the stage-2 learning rate, say, reuses every stage-1 che
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -139,14 +140,15 @@ def stage2_variables(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dyn
 # --- evaluation ------------------------------------------------------------------------
 
 def _evaluation(cfg: Profile, store: Store, checkpoint: Spec, dynamics: str,
-                variables: Variables) -> dict[str, float]:
+                variables: Callable[[], Variables]) -> dict[str, float]:
+    """Cached clean / PGD accuracy; ``variables`` is only called on a cache miss."""
     spec = {"kind": "evaluation", "checkpoint": checkpoint, "dynamics": dynamics,
             "n_test": cfg.n_test, "batch_size": cfg.eval_batch_size,
             "attack": {"eps_255": cfg.eps_255, "steps": cfg.eval_pgd_steps}}
 
     def compute() -> dict[str, float]:
         split = test_split(cfg)
-        return evaluate(forward_fn(model_for(cfg), dynamics), variables, split.images,
+        return evaluate(forward_fn(model_for(cfg), dynamics), variables(), split.images,
                         split.labels, eval_attack(cfg), batch_size=cfg.eval_batch_size)
 
     return {k: float(v) for k, v in store.get_or_compute(spec, compute).items()}
@@ -155,18 +157,18 @@ def _evaluation(cfg: Profile, store: Store, checkpoint: Spec, dynamics: str,
 def evaluate_stage1(cfg: Profile, seed: int, mode: str, epoch: float,
                     store: Store) -> dict[str, float]:
     """Clean and PGD test accuracy (%) of the stage-1 network at ``epoch``."""
-    variables = stage1_variables(cfg, seed, mode, epoch, store)
     return _evaluation(cfg, store, stage1_run(cfg, seed, mode).checkpoint(epoch), "standard",
-                       variables)
+                       lambda: stage1_variables(cfg, seed, mode, epoch, store))
 
 
 def evaluate_stage2(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dynamics: str,
                     store: Store, **options: Any) -> dict[str, float]:
     """Clean and PGD test accuracy (%) of a finished stage-2 network, attacked through its
     own dynamics."""
-    variables = stage2_variables(cfg, seed, mode, spawn_epoch, dynamics, store, **options)
     run = stage2_run(cfg, seed, mode, spawn_epoch, dynamics, **options)
-    return _evaluation(cfg, store, run.checkpoint(cfg.stage2_epochs), dynamics, variables)
+    return _evaluation(cfg, store, run.checkpoint(cfg.stage2_epochs), dynamics,
+                       lambda: stage2_variables(cfg, seed, mode, spawn_epoch, dynamics, store,
+                                                **options))
 
 
 def stage1_curves(cfg: Profile, store: Store, epochs: list[float]) -> dict[str, np.ndarray]:

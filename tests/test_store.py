@@ -128,3 +128,11 @@ def test_same_profile_and_seed_give_identical_accuracies(tiny, tmp_path, mode):
          experiment.evaluate_stage2(tiny, 0, mode, 1, "linearized", Store(tmp_path / name)))
         for name in ("first", "second")]
     assert results[0] == results[1]
+
+
+def test_cached_evaluation_does_not_touch_the_checkpoint(tiny, store):
+    first = experiment.evaluate_stage1(tiny, 0, "benign", 1, store)
+    checkpoint = experiment.stage1_run(tiny, 0, "benign").checkpoint(1)
+    store.delete(checkpoint)
+    assert experiment.evaluate_stage1(tiny, 0, "benign", 1, store) == first
+    assert not store.exists(checkpoint)  # neither loaded nor retrained
