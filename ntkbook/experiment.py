@@ -54,17 +54,18 @@ def _training_spec(cfg: Profile, adversarial: bool) -> Spec:
     return spec
 
 
-def _train(store: Store, cfg: Profile, run: Run, *, variables: Variables, lr: float,
+def _train(store: Store, cfg: Profile, run: Run, *, initial: Callable[[], Variables], lr: float,
            forward, adversarial_from: float, epochs: int, seed: int,
            keep: list[float]) -> list[int]:
-    """Train ``run`` with SGD; epochs from ``adversarial_from`` on are adversarial."""
+    """Train ``run`` with SGD from ``initial()`` (called only if there is work to do); epochs
+    from ``adversarial_from`` on are adversarial."""
     tx = sgd(lr, cfg.momentum)
     steps = {False: make_train_step(forward, tx)}
     if adversarial_from < math.inf:
         steps[True] = make_train_step(forward, tx, attack=train_attack(cfg),
                                       clean_first=cfg.adversarial_step == "clean_then_adversarial")
     split = train_split(cfg)
-    return train_run(store, run, init=lambda: init_state(variables, tx),
+    return train_run(store, run, init=lambda: init_state(initial(), tx),
                      step_for_epoch=lambda epoch: steps[epoch >= adversarial_from],
                      images=split.images, labels=split.labels, epochs=epochs,
                      batch_size=cfg.batch_size, seed=seed, keep=keep)
@@ -91,8 +92,8 @@ def ensure_stage1(cfg: Profile, seed: int, mode: str, store: Store,
     trained now."""
     epochs = cfg.stage1_epochs if until is None else math.ceil(until)
     keep = [e for e in cfg.checkpoint_epochs if e <= epochs]
-    initial = models.init_variables(model_for(cfg), jax.random.PRNGKey(seed))
-    return _train(store, cfg, stage1_run(cfg, seed, mode), variables=initial,
+    return _train(store, cfg, stage1_run(cfg, seed, mode),
+                  initial=lambda: models.init_variables(model_for(cfg), jax.random.PRNGKey(seed)),
                   lr=cfg.stage1_lr, forward=forward_fn(model_for(cfg), "standard", True),
                   adversarial_from=_adversarial_from(cfg, mode), epochs=epochs, seed=seed,
                   keep=keep)
@@ -131,7 +132,7 @@ def stage2_variables(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dyn
     start = {**parent, "params_t": parent["params"]}
     if not store.exists(run.checkpoint(cfg.stage2_epochs)):
         forward = forward_fn(model_for(cfg), dynamics, options.get("update_bn", False))
-        _train(store, cfg, run, variables=start, lr=run.spec["lr"], forward=forward,
+        _train(store, cfg, run, initial=lambda: start, lr=run.spec["lr"], forward=forward,
                adversarial_from=0 if options.get("adversarial") else math.inf,
                epochs=cfg.stage2_epochs, seed=seed, keep=[cfg.stage2_epochs])
     return load_checkpoint(store, run, cfg.stage2_epochs, start)

@@ -31,13 +31,14 @@ DEFAULT_MEMORY_BYTES = int(os.environ.get("NTKBOOK_KERNEL_MEMORY_MB", "2048")) *
 def _contract(j1: list[jax.Array], j2: list[jax.Array], kind: KernelKind) -> jax.Array:
     """Contract per-leaf Jacobians of shape (B, C, P_leaf) into the requested kernel block."""
     if kind == "trace":
-        return sum(jnp.einsum("icp,jcp->ij", a, b) for a, b in zip(j1, j2)) / j1[0].shape[1]
+        num_classes = j1[0].shape[1]
+        return sum(jnp.einsum("icp,jcp->ij", a, b) for a, b in zip(j1, j2, strict=True)) / num_classes
     if kind == "per_class":
-        return sum(jnp.einsum("icp,jcp->cij", a, b) for a, b in zip(j1, j2))
+        return sum(jnp.einsum("icp,jcp->cij", a, b) for a, b in zip(j1, j2, strict=True))
     if kind == "full":
-        return sum(jnp.einsum("icp,jdp->cdij", a, b) for a, b in zip(j1, j2))
+        return sum(jnp.einsum("icp,jdp->cdij", a, b) for a, b in zip(j1, j2, strict=True))
     _, c = kind
-    return sum(jnp.einsum("ip,jp->ij", a[:, c], b[:, c]) for a, b in zip(j1, j2))
+    return sum(jnp.einsum("ip,jp->ij", a[:, c], b[:, c]) for a, b in zip(j1, j2, strict=True))
 
 
 def _check_kind(kind: KernelKind, num_classes: int) -> None:

@@ -117,7 +117,8 @@ def test_lost_fractional_checkpoint_is_rebuilt_identically(tiny, store):
     store.delete(spec)
     assert experiment.ensure_stage1(tiny, 0, "benign", store) == [0, 1, 2]  # replayed
     after = store.load(spec)
-    for u, v in zip(jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(after)):
+    for u, v in zip(jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(after),
+                    strict=True):
         assert np.array_equal(u, v)
 
 
