@@ -53,6 +53,12 @@ class Profile:
     spawn_epochs: tuple[float, ...]
     stage2_epochs: int
     stage2_lr: float
+    sgd_comparison_spawn_epoch: float
+    sgd_comparison_lrs: tuple[float, ...]
+    eigen_logit: int
+    eigen_vectors: int
+    eigen_steps: int
+    eigen_step_size: float
     overridden: tuple[str, ...] = ()
 
     @property
@@ -159,8 +165,16 @@ def _validate(p: Profile) -> None:
     _check(p.n_kernel <= p.n_train, "n_kernel", f"must be <= n_train ({p.n_train})", p.n_kernel)
     for key in ("stage1_epochs", "stage2_epochs", "train_pgd_steps", "eval_pgd_steps"):
         _check(getattr(p, key) >= 0, key, "must be >= 0", getattr(p, key))
-    for key in ("stage1_lr", "stage2_lr"):
+    for key in ("stage1_lr", "stage2_lr", "eigen_step_size"):
         _check(getattr(p, key) > 0, key, "must be > 0", getattr(p, key))
+    _check(len(p.sgd_comparison_lrs) > 0 and all(lr > 0 for lr in p.sgd_comparison_lrs),
+           "sgd_comparison_lrs", "must be a non-empty list of learning rates > 0",
+           list(p.sgd_comparison_lrs))
+    _check(0 <= p.eigen_logit < p.num_classes, "eigen_logit",
+           f"must be a class index of {p.dataset} (0..{p.num_classes - 1})", p.eigen_logit)
+    _check(0 < p.eigen_vectors <= p.n_kernel, "eigen_vectors",
+           f"must lie in 1..n_kernel ({p.n_kernel})", p.eigen_vectors)
+    _check(p.eigen_steps >= 0, "eigen_steps", "must be >= 0", p.eigen_steps)
     _check(0 <= p.momentum < 1, "momentum", "must be in [0, 1)", p.momentum)
     _check(0 <= p.eps_255 <= 255, "eps_255", "must be in [0, 255] (eps = eps_255 / 255)",
            p.eps_255)
@@ -172,10 +186,12 @@ def _validate(p: Profile) -> None:
         _check(0 < epoch < p.stage1_epochs and not float(epoch).is_integer(),
                "fractional_epochs",
                f"must be non-integer epochs inside stage 1 (0, {p.stage1_epochs})", epoch)
-    for epoch in p.spawn_epochs:
-        _check(epoch in p.checkpoint_epochs, "spawn_epochs",
-               f"must be stage-1 checkpoint epochs (0..{p.stage1_epochs} or one of "
-               f"fractional_epochs {list(p.fractional_epochs)})", epoch)
+    for key, epochs in (("spawn_epochs", p.spawn_epochs),
+                        ("sgd_comparison_spawn_epoch", (p.sgd_comparison_spawn_epoch,))):
+        for epoch in epochs:
+            _check(epoch in p.checkpoint_epochs, key,
+                   f"must be stage-1 checkpoint epochs (0..{p.stage1_epochs} or one of "
+                   f"fractional_epochs {list(p.fractional_epochs)})", epoch)
 
 
 def from_mapping(values: Mapping[str, Any], *, base: Profile | None = None) -> Profile:

@@ -51,11 +51,52 @@ def adversarial_examples(forward: Forward, variables: Variables, images: np.ndar
         for b, s in enumerate(tqdm(_batches(len(images), batch_size), desc=desc, leave=False))])
 
 
+def _accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return 100.0 * float(np.mean(predictions == labels))
+
+
+def evaluate_transfer(source_forward: Forward, source_variables: Variables,
+                      target_forward: Forward, target_variables: Variables, images: np.ndarray,
+                      labels: np.ndarray, attack: AttackSettings, *, batch_size: int,
+                      seed: int = 0) -> float:
+    """Accuracy (%) of the target on PGD examples made against the source."""
+    x_adv = adversarial_examples(source_forward, source_variables, images, labels, attack,
+                                 batch_size=batch_size, seed=seed)
+    return _accuracy(predict(target_forward, target_variables, x_adv, batch_size), labels)
+
+
 def evaluate(forward: Forward, variables: Variables, images: np.ndarray, labels: np.ndarray,
              attack: AttackSettings, *, batch_size: int, seed: int = 0) -> dict[str, float]:
     """``{'clean': accuracy, 'robust': accuracy under PGD}`` in percent."""
-    clean = predict(forward, variables, images, batch_size) == labels
-    x_adv = adversarial_examples(forward, variables, images, labels, attack,
-                                 batch_size=batch_size, seed=seed)
-    robust = predict(forward, variables, x_adv, batch_size) == labels
-    return {"clean": 100.0 * float(clean.mean()), "robust": 100.0 * float(robust.mean())}
+    return {"clean": _accuracy(predict(forward, variables, images, batch_size), labels),
+            "robust": evaluate_transfer(forward, variables, forward, variables, images, labels,
+                                        attack, batch_size=batch_size, seed=seed)}
+
+
+def tau(benign: float, transferred: float, own: float) -> float:
+    """Transferability (paper, section 5): (Acc_b - Acc_transferred) / (Acc_b - Acc_own).
+
+    1: the examples hurt the target as much as its own PGD examples; 0: not at all.
+    """
+    if benign == own:
+        raise ZeroDivisionError("the target's own PGD examples do not lower its accuracy: "
+                                "tau is undefined")
+    return (benign - transferred) / (benign - own)
+
+
+@functools.partial(jax.jit, static_argnames=("centered", "standard"))
+def _squared_norms(centered: Forward, standard: Forward, variables: Variables,
+                   x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    delta = centered(variables, x, False)[0]
+    f0 = standard({**variables, "params": variables["params_t"]}, x, False)[0]
+    return (delta ** 2).sum(-1), (f0 ** 2).sum(-1)
+
+
+def first_order_ratio(centered: Forward, standard: Forward, variables: Variables,
+                      images: np.ndarray, *, batch_size: int) -> float:
+    """Mean over images of ||J(x)(theta - theta_t)||^2 / ||f(x; theta_t)||^2: the size of the
+    first-order term of linearized dynamics relative to the zeroth (paper, Fig. 2c)."""
+    parts = [_squared_norms(centered, standard, variables, images[s])
+             for s in _batches(len(images), batch_size)]
+    delta, f0 = (np.concatenate([np.asarray(p[i]) for p in parts]) for i in (0, 1))
+    return float(np.mean(delta / f0))

@@ -6,6 +6,7 @@ it depends on: changing the stage-2 learning rate, say, reuses every stage-1 che
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 
 from ntkbook import data, models
 from ntkbook.config import Profile
-from ntkbook.evaluate import evaluate
+from ntkbook.evaluate import evaluate, evaluate_transfer, first_order_ratio, tau
 from ntkbook.runs import Run, load_checkpoint, train_run
 from ntkbook.store import Spec, Store
 from ntkbook.train import (AttackSettings, Variables, forward_fn, init_state, make_train_step,
@@ -138,38 +139,72 @@ def stage2_variables(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dyn
     return load_checkpoint(store, run, cfg.stage2_epochs, start)
 
 
-# --- evaluation ------------------------------------------------------------------------
+# --- trained networks and their evaluations -------------------------------------------
 
-def _evaluation(cfg: Profile, store: Store, checkpoint: Spec, dynamics: str,
-                variables: Callable[[], Variables]) -> dict[str, float]:
-    """Cached clean / PGD accuracy; ``variables`` is only called on a cache miss."""
-    spec = {"kind": "evaluation", "checkpoint": checkpoint, "dynamics": dynamics,
-            "n_test": cfg.n_test, "batch_size": cfg.eval_batch_size,
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A finished network: the checkpoint it lives in, the dynamics it is evaluated with, and
+    how to get its variables (called only when a cached result is missing)."""
+
+    checkpoint: Spec
+    dynamics: str
+    load: Callable[[], Variables]
+    label: str
+
+    @property
+    def spec(self) -> Spec:
+        return {"checkpoint": self.checkpoint, "dynamics": self.dynamics}
+
+
+def stage1_network(cfg: Profile, seed: int, mode: str, epoch: float, store: Store) -> Network:
+    """The stage-1 network of ``mode`` at ``epoch`` (standard dynamics)."""
+    return Network(stage1_run(cfg, seed, mode).checkpoint(epoch), "standard",
+                   lambda: stage1_variables(cfg, seed, mode, epoch, store),
+                   f"{mode} stage 1 at epoch {epoch:g}, seed {seed}")
+
+
+def stage2_network(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dynamics: str,
+                   store: Store, **options: Any) -> Network:
+    """The finished stage-2 network with ``dynamics`` spawned at ``spawn_epoch``."""
+    run = stage2_run(cfg, seed, mode, spawn_epoch, dynamics, **options)
+    return Network(run.checkpoint(cfg.stage2_epochs), dynamics,
+                   lambda: stage2_variables(cfg, seed, mode, spawn_epoch, dynamics, store,
+                                            **options), run.label)
+
+
+def _test_spec(cfg: Profile) -> Spec:
+    return {"version": SPEC_VERSION, "dataset": cfg.dataset, "n_test": cfg.n_test,
+            "batch_size": cfg.eval_batch_size,
             "attack": {"eps_255": cfg.eps_255, "steps": cfg.eval_pgd_steps}}
 
+
+def _forward(cfg: Profile, network: Network):
+    return forward_fn(model_for(cfg), network.dynamics)
+
+
+def evaluation(cfg: Profile, store: Store, network: Network) -> dict[str, float]:
+    """Cached clean and PGD test accuracy (%); the attack differentiates ``network`` itself."""
     def compute() -> dict[str, float]:
         split = test_split(cfg)
-        return evaluate(forward_fn(model_for(cfg), dynamics), variables(), split.images,
-                        split.labels, eval_attack(cfg), batch_size=cfg.eval_batch_size)
+        return evaluate(_forward(cfg, network), network.load(), split.images, split.labels,
+                        eval_attack(cfg), batch_size=cfg.eval_batch_size)
 
+    spec = {"kind": "evaluation", **network.spec, **_test_spec(cfg)}
     return {k: float(v) for k, v in store.get_or_compute(spec, compute).items()}
 
 
 def evaluate_stage1(cfg: Profile, seed: int, mode: str, epoch: float,
                     store: Store) -> dict[str, float]:
     """Clean and PGD test accuracy (%) of the stage-1 network at ``epoch``."""
-    return _evaluation(cfg, store, stage1_run(cfg, seed, mode).checkpoint(epoch), "standard",
-                       lambda: stage1_variables(cfg, seed, mode, epoch, store))
+    return evaluation(cfg, store, stage1_network(cfg, seed, mode, epoch, store))
 
 
 def evaluate_stage2(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dynamics: str,
                     store: Store, **options: Any) -> dict[str, float]:
     """Clean and PGD test accuracy (%) of a finished stage-2 network, attacked through its
     own dynamics."""
-    run = stage2_run(cfg, seed, mode, spawn_epoch, dynamics, **options)
-    return _evaluation(cfg, store, run.checkpoint(cfg.stage2_epochs), dynamics,
-                       lambda: stage2_variables(cfg, seed, mode, spawn_epoch, dynamics, store,
-                                                **options))
+    return evaluation(cfg, store,
+                      stage2_network(cfg, seed, mode, spawn_epoch, dynamics, store, **options))
 
 
 def stage1_curves(cfg: Profile, store: Store, epochs: list[float]) -> dict[str, np.ndarray]:
@@ -179,3 +214,36 @@ def stage1_curves(cfg: Profile, store: Store, epochs: list[float]) -> dict[str, 
                                        for e in epochs)]
                             for seed in cfg.seeds])
             for mode in cfg.modes}
+
+
+def transfer_accuracy(cfg: Profile, store: Store, source: Network, target: Network) -> float:
+    """Cached accuracy (%) of ``target`` on PGD test examples made against ``source``."""
+    def compute() -> dict[str, float]:
+        split = test_split(cfg)
+        return {"accuracy": evaluate_transfer(
+            _forward(cfg, source), source.load(), _forward(cfg, target), target.load(),
+            split.images, split.labels, eval_attack(cfg), batch_size=cfg.eval_batch_size)}
+
+    spec = {"kind": "transfer", "source": source.spec, "target": target.spec, **_test_spec(cfg)}
+    return float(store.get_or_compute(spec, compute)["accuracy"])
+
+
+def transferability(cfg: Profile, store: Store, source: Network, target: Network) -> float:
+    """The paper's tau of ``source``'s adversarial examples on ``target`` (section 5)."""
+    own = evaluation(cfg, store, target)
+    return tau(own["clean"], transfer_accuracy(cfg, store, source, target), own["robust"])
+
+
+def relative_magnitude(cfg: Profile, store: Store, network: Network) -> float:
+    """Cached mean over the test set of ||f(x) - f(x; theta_t)||^2 / ||f(x; theta_t)||^2 for
+    a stage-2 network (for linearized dynamics: first- over zeroth-order term)."""
+    def compute() -> dict[str, float]:
+        variables = network.load()
+        model = model_for(cfg)
+        return {"ratio": first_order_ratio(
+            forward_fn(model, "centered"), forward_fn(model, "standard"), variables,
+            test_split(cfg).images, batch_size=cfg.eval_batch_size)}
+
+    spec = {"kind": "relative_magnitude", "checkpoint": network.checkpoint,
+            **_test_spec(cfg)}
+    return float(store.get_or_compute(spec, compute)["ratio"])

@@ -31,3 +31,8 @@ def settings_table(settings: dict[str, object]) -> str:
     """Two-column markdown table of parameter names and values."""
     return markdown_table(["parameter", "value"],
                           [(f"`{k}`", v) for k, v in settings.items()])
+
+
+def verdict(holds: bool) -> str:
+    """The word the book prints next to a claim of the paper checked on our numbers."""
+    return "holds" if holds else "does not hold"

@@ -27,6 +27,11 @@ BAD_PROFILES = [  # (override, key the message must name)
     ({"fractional_epochs": [1.0]}, "fractional_epochs"),
     ({"eval_pgd_steps": True}, "eval_pgd_steps"),
     ({"modes": "benign"}, "modes"),
+    ({"sgd_comparison_spawn_epoch": 2.5}, "sgd_comparison_spawn_epoch"),
+    ({"sgd_comparison_lrs": [0.01, -1]}, "sgd_comparison_lrs"),
+    ({"eigen_logit": 10}, "eigen_logit"),
+    ({"eigen_vectors": 101}, "eigen_vectors"),
+    ({"eigen_step_size": 0}, "eigen_step_size"),
 ]
 
 

@@ -99,3 +99,37 @@ def test_effective_rank_of_rank_one_and_identity():
     assert kernels.effective_rank(np.outer(u, u)) == pytest.approx(1.0, abs=1e-6)
     assert kernels.effective_rank(np.eye(20)) == pytest.approx(20.0)
     assert kernels.effective_rank(np.diag([1.0, 1.0, 0.0])) == pytest.approx(2.0)
+
+
+def test_kernel_velocity_divides_by_fractional_epoch_gaps():
+    k = np.array([[2.0, 1.0], [1.0, 3.0]])
+    velocity = kernels.kernel_velocity([0.0, 0.5, 2.0], [np.eye(2), 3 * np.eye(2), np.ones((2, 2))])
+    np.testing.assert_allclose(velocity, [0.0, (1 - 1 / np.sqrt(2)) / 1.5])
+    assert kernels.kernel_velocity([0.25, 0.5], [k, np.eye(2)])[0] == pytest.approx(
+        4 * kernels.kernel_distance(k, np.eye(2)))
+    with pytest.raises(ValueError, match="increase"):
+        kernels.kernel_velocity([1.0, 1.0], [k, k])
+
+
+def test_mean_specialization_on_a_hand_computed_three_class_example():
+    # K^d = identity with 2 at image d; images 0, 1, 2 have classes 0, 1, 2. All norms are
+    # sqrt(6), so A(K^d, y_c y_c^T) = K^d[c, c] / sqrt(6): KSM(c, c) = 2 / ((2 + 1 + 1) / 3)
+    # = 1.5 and KSM(c, c') = 1 / (4 / 3) = 0.75 off the diagonal.
+    class_kernels = np.array([np.diag([2.0, 1, 1]), np.diag([1.0, 2, 1]), np.diag([1.0, 1, 2])])
+    labels = np.array([0, 1, 2])
+    ksm = kernels.specialization_matrix(class_kernels, labels)
+    np.testing.assert_allclose(ksm, np.where(np.eye(3, dtype=bool), 1.5, 0.75))
+    assert kernels.mean_specialization(class_kernels, labels) == pytest.approx(1.5)
+    same = np.array([np.diag([2.0, 1, 1])] * 3)
+    assert kernels.mean_specialization(same, labels) == pytest.approx(1.0)
+
+
+def test_specialization_lies_in_zero_to_num_classes_for_psd_kernels():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(4, 12, 5)) ** 2  # non-negative features: aligned kernels
+    class_kernels = np.einsum("cnf,cmf->cnm", features, features)
+    labels = np.repeat(np.arange(4), 3)
+    ksm = kernels.specialization_matrix(class_kernels, labels)
+    assert np.all(ksm >= 0) and np.all(ksm <= 4)
+    np.testing.assert_allclose(ksm.mean(axis=0), 1.0)  # each column averages to one
+    assert 0 <= kernels.mean_specialization(class_kernels, labels) <= 4

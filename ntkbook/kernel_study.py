@@ -1,0 +1,164 @@
+"""Kernels of trained networks as cached artifacts, and what sections 3, 6 and 8 compute.
+
+A kernel is keyed by the network's checkpoint and dynamics, the image subset and the kind.
+On CIFAR-10 every study kernel is the per-class stack (C, N, N): the trace kernel is its mean
+and the dog-logit kernel one slice, so one computation serves sections 3, 6 and 8. With 100
+classes only the trace kernel is kept (as the paper, no specialisation there).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ntkbook import data, eigenimages, kernels
+from ntkbook.config import Profile
+from ntkbook.experiment import SPEC_VERSION, Network, model_for, stage1_network, train_split
+from ntkbook.store import Spec, Store
+from ntkbook.train import forward_fn
+
+log = logging.getLogger(__name__)
+
+KERNEL_SUBSET_SEED = 1  # one fixed kernel subset of the training subset per profile
+PER_CLASS_UP_TO = 10  # classes for which the per-class kernels are kept
+
+
+def kernel_images(cfg: Profile) -> data.Split:
+    """``n_kernel`` class-balanced images of the training subset (seeded, always the same)."""
+    split = train_split(cfg)
+    return split.take(data.balanced_indices(split.labels, cfg.n_kernel, cfg.num_classes,
+                                            KERNEL_SUBSET_SEED))
+
+
+def _images_spec(cfg: Profile) -> Spec:
+    return {"version": SPEC_VERSION, "dataset": cfg.dataset, "n_train": cfg.n_train,
+            "n_kernel": cfg.n_kernel, "seed": KERNEL_SUBSET_SEED}
+
+
+def network_kernel(cfg: Profile, store: Store, network: Network,
+                   kind: kernels.KernelKind) -> np.ndarray:
+    """The cached empirical NTK of ``network`` (through its dynamics, BatchNorm in eval mode)
+    on the kernel images."""
+    def compute() -> dict[str, np.ndarray]:
+        variables = network.load()
+        forward = forward_fn(model_for(cfg), network.dynamics)
+
+        def apply_fn(params, x):
+            return forward({**variables, "params": params}, x, False)[0]
+
+        start = time.perf_counter()
+        kernel = kernels.empirical_ntk(apply_fn, variables["params"],
+                                       kernel_images(cfg).images, kind=kind)
+        log.info("kernel %s of %s in %.1f s", kind, network.label, time.perf_counter() - start)
+        return {"kernel": kernel}
+
+    spec = {"kind": "kernel", **network.spec, "images": _images_spec(cfg),
+            "kernel": list(kind) if isinstance(kind, tuple) else kind}
+    return np.asarray(store.get_or_compute(spec, compute)["kernel"])
+
+
+def study_kernel(cfg: Profile, store: Store, network: Network) -> np.ndarray:
+    """Per-class kernels (C, N, N) for up to 10 classes, else the trace kernel (N, N)."""
+    kind = "per_class" if cfg.num_classes <= PER_CLASS_UP_TO else "trace"
+    return network_kernel(cfg, store, network, kind)
+
+
+def trace_of(kernel: np.ndarray) -> np.ndarray:
+    """The trace kernel (mean of the class kernels) of a study kernel."""
+    return kernel.mean(axis=0) if kernel.ndim == 3 else kernel
+
+
+def trace_kernel(cfg: Profile, store: Store, network: Network) -> np.ndarray:
+    return trace_of(study_kernel(cfg, store, network))
+
+
+def logit_kernel(cfg: Profile, store: Store, network: Network, logit: int) -> np.ndarray:
+    """The kernel of one logit: a slice of the per-class stack when it is kept."""
+    kernel = study_kernel(cfg, store, network)
+    if kernel.ndim == 3:
+        return kernel[logit]
+    return network_kernel(cfg, store, network, ("logit", logit))
+
+
+# --- section 3 -------------------------------------------------------------------------
+
+STATISTICS = ("velocity", "distance_to_final", "effective_rank", "mean_specialization")
+
+
+def kernel_evolution(cfg: Profile, store: Store, seed: int, mode: str,
+                     epochs: list[float]) -> dict[str, np.ndarray]:
+    """Figure 1's statistics of one stage-1 run at ``epochs`` (the last is 'final').
+
+    ``velocity[i]`` is dS/dt between ``epochs[i]`` and ``epochs[i + 1]``, plotted at the later
+    epoch; ``mean_specialization`` is NaN when class kernels are not kept (CIFAR-100).
+    """
+    stacks = [study_kernel(cfg, store, stage1_network(cfg, seed, mode, e, store))
+              for e in epochs]
+    traces = [trace_of(k) for k in stacks]
+    labels = kernel_images(cfg).labels
+    return {
+        "velocity": kernels.kernel_velocity(epochs, traces),
+        "distance_to_final": np.array([kernels.kernel_distance(k, traces[-1]) for k in traces]),
+        "effective_rank": np.array([kernels.effective_rank(k) for k in traces]),
+        "mean_specialization": np.array([
+            kernels.mean_specialization(k, labels) if k.ndim == 3 else np.nan for k in stacks]),
+    }
+
+
+def evolution_by_mode(cfg: Profile, store: Store,
+                      epochs: list[float]) -> dict[str, dict[str, np.ndarray]]:
+    """``{mode: {statistic: (seeds, ...)}}`` of :func:`kernel_evolution` for every mode."""
+    jobs = [(mode, seed) for mode in cfg.modes for seed in cfg.seeds]
+    per_run = {job: kernel_evolution(cfg, store, job[1], job[0], epochs)
+               for job in tqdm(jobs, desc="kernels of stage-1 runs", leave=False)}
+    return {mode: {name: np.array([per_run[mode, seed][name] for seed in cfg.seeds])
+                   for name in STATISTICS}
+            for mode in cfg.modes}
+
+
+def final_kernel_distance(cfg: Profile, store: Store, first: tuple[int, str],
+                          second: tuple[int, str]) -> float:
+    """S between the final trace kernels of two stage-1 runs given as (seed, mode)."""
+    final = [trace_kernel(cfg, store, stage1_network(cfg, seed, mode, cfg.stage1_epochs,
+                                                     store))
+             for seed, mode in (first, second)]
+    return kernels.kernel_distance(*final)
+
+
+# --- section 8 -------------------------------------------------------------------------
+
+def eigen_images(cfg: Profile, store: Store, network: Network) -> dict[str, np.ndarray]:
+    """Cached images of the top ``eigen_vectors`` eigenvectors of the ``eigen_logit`` kernel.
+
+    Keys: ``eigenvalues`` (k,), ``maximised`` / ``minimised`` images (k, 32, 32, 3), and the
+    feature cosines ``cosine_start``, ``cosine_maximised``, ``cosine_minimised`` (k,).
+    """
+    def compute() -> dict[str, np.ndarray]:
+        variables = network.load()
+        forward = forward_fn(model_for(cfg), network.dynamics)
+
+        def logit_fn(params, x):
+            return forward({**variables, "params": params}, x, False)[0][:, cfg.eigen_logit]
+
+        values, vectors = eigenimages.top_eigenvectors(
+            logit_kernel(cfg, store, network, cfg.eigen_logit), cfg.eigen_vectors)
+        images = kernel_images(cfg).images
+        directions = [eigenimages.parameter_direction(logit_fn, variables["params"], images, u)
+                      for u in vectors.T]
+        out = {"eigenvalues": values}
+        for name, maximise, steps in (("start", True, 0), ("maximised", True, cfg.eigen_steps),
+                                      ("minimised", False, cfg.eigen_steps)):
+            pictures, out[f"cosine_{name}"] = eigenimages.optimise_images(
+                logit_fn, variables["params"], directions, steps=steps,
+                step_size=cfg.eigen_step_size, maximise=maximise)
+            if name != "start":
+                out[name] = pictures
+        return out
+
+    spec = {"kind": "eigen_images", **network.spec, "images": _images_spec(cfg),
+            "logit": cfg.eigen_logit, "vectors": cfg.eigen_vectors, "steps": cfg.eigen_steps,
+            "step_size": cfg.eigen_step_size}
+    return {k: np.asarray(v) for k, v in store.get_or_compute(spec, compute).items()}
