@@ -76,11 +76,11 @@ def evaluate(forward: Forward, variables: Variables, images: np.ndarray, labels:
 def tau(benign: float, transferred: float, own: float) -> float:
     """Transferability (paper, section 5): (Acc_b - Acc_transferred) / (Acc_b - Acc_own).
 
-    1: the examples hurt the target as much as its own PGD examples; 0: not at all.
+    1: the examples hurt the target as much as its own PGD examples; 0: not at all. NaN when
+    the target's own examples do not lower its accuracy (tau undefined).
     """
     if benign == own:
-        raise ZeroDivisionError("the target's own PGD examples do not lower its accuracy: "
-                                "tau is undefined")
+        return float("nan")
     return (benign - transferred) / (benign - own)
 
 

@@ -36,3 +36,29 @@ def settings_table(settings: dict[str, object]) -> str:
 def verdict(holds: bool) -> str:
     """The word the book prints next to a claim of the paper checked on our numbers."""
     return "holds" if holds else "does not hold"
+
+
+def beside_paper(ours: Sequence[float] | None, paper: tuple[float, float] | None,
+                 digits: int = 2) -> list[str]:
+    """``[ours, paper, ours - paper]`` cells (means ± std over seeds; '–' where missing)."""
+    cells = ["–" if ours is None else pm(ours, digits),
+             "–" if paper is None else f"{paper[0]:.{digits}f} ± {paper[1]:.{digits}f}"]
+    if ours is None or paper is None:
+        return cells + ["–"]
+    return cells + [f"{mean_std(ours)[0] - paper[0]:+.{digits}f}"]
+
+
+def table_beside_paper(rows: dict[str, dict[str, Sequence[float]]],
+                       paper_value, columns: dict[str, int]) -> str:
+    """A markdown table with, per column, ours / paper / difference.
+
+    ``rows[row][column]`` are per-seed values; ``paper_value(row, column)`` the paper's
+    (mean, std) or None; ``columns`` maps each column to its decimal digits.
+    """
+    header = ["network"] + [f"{column} {part}" for column in columns
+                            for part in ("(ours)", "(paper)", "(diff.)")]
+    body = [[name] + [cell for column, digits in columns.items()
+                      for cell in beside_paper(values.get(column), paper_value(name, column),
+                                               digits)]
+            for name, values in rows.items()]
+    return markdown_table(header, body)

@@ -8,6 +8,12 @@ import pytest
 from ntkbook import book
 
 PROTOCOL = book.ROOT / "book" / "protocol.ipynb"
+PAGES = [  # (page, figures at least, a number of the paper it must state)
+    ("protocol", 1, "51.77"), ("kernel_evolution", 1, "claim"),
+    ("linearized_training", 2, "55.46"), ("transferability", 1, "tau"),
+    ("sgd_vs_linearized", 0, "62.09"), ("frozen_kernel_adversarial_training", 0, "76.15"),
+    ("ntk_eigenvectors", 1, "eigenvalues"),
+]
 
 
 def test_committed_notebooks_have_no_outputs():
@@ -60,9 +66,11 @@ def test_smoke_book_builds_with_pages_and_figures(tmp_path, monkeypatch):
         assert "Traceback" not in page and "Error" not in page, document
         for image in re.findall(r'<img[^>]+src="([^"]+\.png)"', page):
             assert (html / "book" / image).resolve().is_file(), (document, image)
-    protocol = (html / "book" / "protocol.html").read_text()
-    assert len(re.findall(r'<img[^>]+src="[^"]+\.png"', protocol)) >= 1
-    assert "<table" in protocol and "51.77" in protocol  # the paper's number beside ours
+    for page, figures, paper_number in PAGES:
+        text = (html / "book" / f"{page}.html").read_text()
+        assert len(re.findall(r'<img[^>]+src="[^"]+\.png"', text)) >= figures, page
+        assert "<table" in text and paper_number in text, page  # the paper's number beside ours
+        assert "smoke" in text, page
     executed = nbformat.read(tmp_path / "book" / "source" / "book" / "protocol.ipynb", 4)
     assert all("remove-cell" in c.metadata.get("tags", []) for c in executed.cells
                if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", [])))

@@ -9,10 +9,17 @@ def test_paper_plan_splits_into_independent_jobs():
     cfg = config.load_profile("paper")
     jobs = list(cli.plan(cfg))
     stage1 = [j for j in jobs if " stage1 " in j]
+    kernels = [j for j in jobs if " kernels " in j]
     stage2 = [j for j in jobs if " stage2 " in j]
-    assert len(stage1) == 3 * 3  # seeds x modes
-    assert len(stage2) == 3 * 2 * len(cfg.spawn_epochs) * 2  # seeds x modes x t x dynamics
+    assert len(stage1) == len(kernels) == 3 * 3  # seeds x modes
+    section4 = 2 * len(cfg.spawn_epochs) * 2  # modes x t x dynamics
+    table1 = 2 * 3 - 1  # (centering, SGD at 2 rates) x 2 BN modes; frozen centering is in 4
+    table2 = 3  # adversarial stage 2 on K_0, K_T benign, K_T adversarial (benign ones in 4)
+    assert len(stage2) == 3 * (section4 + table1 + table2)
+    assert sum("--lr 0.0001 --update-bn" in j for j in stage2) == 3
+    assert sum("--adversarial" in j for j in stage2) == 3 * 3
     assert len(set(jobs)) == len(jobs)
+    assert jobs.index(stage1[-1]) < jobs.index(stage2[0])
     for job in jobs:
         args = cli.parser().parse_args(shlex.split(job)[1:])  # every line is a valid command
         assert args.profile == "paper"
