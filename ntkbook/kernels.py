@@ -137,7 +137,8 @@ def kernel_velocity(epochs: Sequence[float], trace_kernels: Sequence[np.ndarray]
     gaps = np.diff(np.asarray(epochs, dtype=float))
     if np.any(gaps <= 0):
         raise ValueError(f"epochs must increase strictly, got {list(epochs)}")
-    distances = [kernel_distance(a, b) for a, b in zip(trace_kernels[:-1], trace_kernels[1:])]
+    distances = [kernel_distance(a, b)
+                 for a, b in zip(trace_kernels[:-1], trace_kernels[1:], strict=True)]
     return np.asarray(distances) / gaps
 
 

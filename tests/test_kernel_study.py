@@ -47,7 +47,8 @@ def test_kernel_evolution_statistics_have_the_figure_shapes(tiny, store):
 def test_cifar100_keeps_only_the_trace_kernel_and_no_specialization(store):
     hundred = config.load_profile("smoke", **{**TINY, "dataset": "cifar100", "n_train": 200,
                                               "n_kernel": 100, "n_test": 100,
-                                              "eval_batch_size": 100, "stage1_epochs": 1, "modes": ["benign"],
+                                              "eval_batch_size": 100, "stage1_epochs": 1,
+                                              "modes": ["benign"],
                                               "fractional_epochs": [], "spawn_epochs": [0],
                                               "sgd_comparison_spawn_epoch": 1})
     network = experiment.stage1_network(hundred, 0, "benign", 1, store)
