@@ -92,6 +92,13 @@ class Profile:
         changes = ", ".join(f"{k}={getattr(self, k)}" for k in self.overridden)
         return f"{self.profile} ({changes})"
 
+    def require_modes(self, *modes: str) -> None:
+        """Stop a page that needs stage-1 ``modes`` the profile does not train."""
+        missing = [m for m in modes if m not in self.modes]
+        if missing:
+            raise ProfileError(f"parameter 'modes': this page needs {missing} in modes, "
+                               f"got {list(self.modes)}")
+
     def as_dict(self) -> dict[str, Any]:
         """The YAML keys and their values (lists for tuples)."""
         out = {}

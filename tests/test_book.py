@@ -63,7 +63,7 @@ def test_smoke_book_builds_with_pages_and_figures(tmp_path, monkeypatch):
     assert "intro.html" in intro
     for document in book.toc_documents(book.ROOT / "_toc.yml"):
         page = (html / f"{document}.html").read_text()
-        assert "Traceback" not in page and "Error" not in page, document
+        assert "Traceback" not in page and "output traceback" not in page, document
         for image in re.findall(r'<img[^>]+src="([^"]+\.png)"', page):
             assert (html / "book" / image).resolve().is_file(), (document, image)
     for page, figures, paper_number in PAGES:

@@ -84,3 +84,10 @@ def test_notebook_namespace_is_validated():
     assert config.from_notebook(namespace).stage2_lr == 0.5
     with pytest.raises(ProfileError, match="did you mean 'stage2_lr'"):
         config.from_notebook({"profile": "smoke", "stage2lr": 0.5})
+
+
+def test_a_page_needing_a_missing_mode_stops_naming_it():
+    cfg = config.load_profile("smoke", modes=["benign"])
+    cfg.require_modes("benign")
+    with pytest.raises(ProfileError, match="'adversarial'"):
+        cfg.require_modes("benign", "adversarial")
