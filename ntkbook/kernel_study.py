@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -38,17 +39,23 @@ def _images_spec(cfg: Profile) -> Spec:
             "n_kernel": cfg.n_kernel, "seed": KERNEL_SUBSET_SEED}
 
 
+def _logits_of(cfg: Profile, network: Network) -> tuple[dict, Callable]:
+    """The network's variables and ``(params, x) -> logits`` through its dynamics (BN eval)."""
+    variables = network.load()
+    forward = forward_fn(model_for(cfg), network.dynamics)
+
+    def apply_fn(params, x):
+        return forward({**variables, "params": params}, x, False)[0]
+
+    return variables, apply_fn
+
+
 def network_kernel(cfg: Profile, store: Store, network: Network,
                    kind: kernels.KernelKind) -> np.ndarray:
     """The cached empirical NTK of ``network`` (through its dynamics, BatchNorm in eval mode)
     on the kernel images."""
     def compute() -> dict[str, np.ndarray]:
-        variables = network.load()
-        forward = forward_fn(model_for(cfg), network.dynamics)
-
-        def apply_fn(params, x):
-            return forward({**variables, "params": params}, x, False)[0]
-
+        variables, apply_fn = _logits_of(cfg, network)
         start = time.perf_counter()
         kernel = kernels.empirical_ntk(apply_fn, variables["params"],
                                        kernel_images(cfg).images, kind=kind)
@@ -137,11 +144,10 @@ def eigen_images(cfg: Profile, store: Store, network: Network) -> dict[str, np.n
     feature cosines ``cosine_start``, ``cosine_maximised``, ``cosine_minimised`` (k,).
     """
     def compute() -> dict[str, np.ndarray]:
-        variables = network.load()
-        forward = forward_fn(model_for(cfg), network.dynamics)
+        variables, apply_fn = _logits_of(cfg, network)
 
         def logit_fn(params, x):
-            return forward({**variables, "params": params}, x, False)[0][:, cfg.eigen_logit]
+            return apply_fn(params, x)[:, cfg.eigen_logit]
 
         values, vectors = eigenimages.top_eigenvectors(
             logit_kernel(cfg, store, network, cfg.eigen_logit), cfg.eigen_vectors)

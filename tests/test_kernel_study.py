@@ -1,6 +1,7 @@
 """Kernels of trained networks: the kernel subset and the cache."""
 
 import numpy as np
+import pytest
 
 from ntkbook import config, experiment, kernel_study
 from tests.conftest import TINY
@@ -55,3 +56,16 @@ def test_cifar100_keeps_only_the_trace_kernel_and_no_specialization(store):
     assert kernel_study.study_kernel(hundred, store, network).shape == (100, 100)
     stats = kernel_study.kernel_evolution(hundred, store, 0, "benign", [0.0, 1.0])
     assert np.all(np.isnan(stats["mean_specialization"]))
+
+
+def test_eigen_images_are_cached_with_the_profile_shapes(store):
+    cfg = config.load_profile("smoke", **{**TINY, "eigen_steps": 5, "eigen_vectors": 3})
+    network = experiment.stage1_network(cfg, 0, "benign", 1, store)
+    out = kernel_study.eigen_images(cfg, store, network)
+    assert out["maximised"].shape == out["minimised"].shape == (3, 32, 32, 3)
+    assert np.all(np.diff(out["eigenvalues"]) <= 0)
+    assert 0 <= out["maximised"].min() and out["maximised"].max() <= 1
+    untouched = experiment.Network(network.checkpoint, network.dynamics,
+                                   lambda: pytest.fail("cache miss"), network.label)
+    again = kernel_study.eigen_images(cfg, store, untouched)
+    assert np.array_equal(again["maximised"], out["maximised"])
