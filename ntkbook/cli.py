@@ -24,7 +24,7 @@ from typing import Any
 from ntkbook import book, experiment, kernel_study, sweeps, tables
 from ntkbook.config import Profile, ProfileError, load_profile
 from ntkbook.data import DataError
-from ntkbook.store import Store
+from ntkbook.store import Store, spec_key
 
 DYNAMICS = ("standard", "linearized", "centered", "centered_standard")
 
@@ -43,7 +43,7 @@ def stage2_jobs(cfg: Profile, seed: int) -> Iterator[tuple[str, float, str, dict
                  for adversarial in (False, True)]
     seen = set()
     for mode, t, dynamics, options in jobs:
-        key = experiment.stage2_run(cfg, seed, mode, t, dynamics, **options).label
+        key = spec_key(experiment.stage2_run(cfg, seed, mode, t, dynamics, **options).spec)
         if key not in seen:
             seen.add(key)
             yield mode, t, dynamics, options

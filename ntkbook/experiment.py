@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from ntkbook import data, models
 from ntkbook.config import Profile
@@ -214,6 +215,18 @@ def stage1_curves(cfg: Profile, store: Store, epochs: list[float]) -> dict[str, 
                                        for e in epochs)]
                             for seed in cfg.seeds])
             for mode in cfg.modes}
+
+
+def over_seeds(seeds: tuple[int, ...], rows: dict[str, Callable[[int], dict[str, Any]]],
+               description: str) -> dict[str, dict[str, np.ndarray]]:
+    """``{row: {column: array over seeds}}`` of ``rows[row](seed) -> {column: value}``,
+    with a progress bar."""
+    jobs = [(name, seed) for name in rows for seed in seeds]
+    values = {(name, seed): rows[name](seed)
+              for name, seed in tqdm(jobs, desc=description, leave=False)}
+    return {name: {column: np.array([values[name, seed][column] for seed in seeds])
+                   for column in values[name, seeds[0]]}
+            for name in rows}
 
 
 def transfer_accuracy(cfg: Profile, store: Store, source: Network, target: Network) -> float:

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ntkbook import data, eigenimages, kernels
 from ntkbook.config import Profile
-from ntkbook.experiment import SPEC_VERSION, Network, model_for, stage1_network, train_split
+from ntkbook.experiment import (SPEC_VERSION, Network, model_for, over_seeds, stage1_network,
+                                train_split)
 from ntkbook.store import Spec, Store
 from ntkbook.train import forward_fn
 
@@ -118,12 +118,11 @@ def kernel_evolution(cfg: Profile, store: Store, seed: int, mode: str,
 def evolution_by_mode(cfg: Profile, store: Store,
                       epochs: list[float]) -> dict[str, dict[str, np.ndarray]]:
     """``{mode: {statistic: (seeds, ...)}}`` of :func:`kernel_evolution` for every mode."""
-    jobs = [(mode, seed) for mode in cfg.modes for seed in cfg.seeds]
-    per_run = {job: kernel_evolution(cfg, store, job[1], job[0], epochs)
-               for job in tqdm(jobs, desc="kernels of stage-1 runs", leave=False)}
-    return {mode: {name: np.array([per_run[mode, seed][name] for seed in cfg.seeds])
-                   for name in STATISTICS}
-            for mode in cfg.modes}
+    def run(mode: str) -> Callable[[int], dict[str, np.ndarray]]:
+        return lambda seed: kernel_evolution(cfg, store, seed, mode, epochs)
+
+    return over_seeds(cfg.seeds, {mode: run(mode) for mode in cfg.modes},
+                      "kernels of stage-1 runs")
 
 
 def final_kernel_distance(cfg: Profile, store: Store, first: tuple[int, str],

@@ -7,6 +7,7 @@ Source: ../shared/paper/protocol.md ("Reported numbers").
 from __future__ import annotations
 
 from ntkbook.config import Profile
+from ntkbook.report import format_pm
 
 REPORTED: dict[tuple[str, float], dict[str, tuple[float, float]]] = {
     ("cifar10", 4): {"adversarial_training_clean": (81.58, 0.63),
@@ -26,7 +27,7 @@ REPORTED: dict[tuple[str, float], dict[str, tuple[float, float]]] = {
 def reported(cfg: Profile, name: str) -> str:
     """``'81.58 ± 0.63'`` for the profile's dataset and eps, or ``'not reported'``."""
     value = REPORTED.get((cfg.dataset, cfg.eps_255), {}).get(name)
-    return "not reported" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
+    return "not reported" if value is None else format_pm(*value)
 
 # Tables 1 and 2 (CIFAR-10, eps 4/255 only): {row: {column: (mean, std)}}.
 TABLE1 = {

@@ -13,10 +13,14 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std())
 
 
+def format_pm(mean: float, std: float, digits: int = 2) -> str:
+    """``'81.58 ± 0.63'``."""
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def pm(values: Sequence[float], digits: int = 2) -> str:
     """``'81.58 ± 0.63'`` for a list of per-seed values."""
-    mean, std = mean_std(values)
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return format_pm(*mean_std(values), digits)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -42,7 +46,7 @@ def beside_paper(ours: Sequence[float] | None, paper: tuple[float, float] | None
                  digits: int = 2) -> list[str]:
     """``[ours, paper, ours - paper]`` cells (means ± std over seeds; '–' where missing)."""
     cells = ["–" if ours is None else pm(ours, digits),
-             "–" if paper is None else f"{paper[0]:.{digits}f} ± {paper[1]:.{digits}f}"]
+             "–" if paper is None else format_pm(*paper, digits)]
     if ours is None or paper is None:
         return cells + ["–"]
     return cells + [f"{mean_std(ours)[0] - paper[0]:+.{digits}f}"]

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ntkbook import experiment, kernels, kernel_study
 from ntkbook.config import Profile
@@ -18,17 +17,6 @@ from ntkbook.experiment import Network
 from ntkbook.store import Store
 
 Table = dict[str, dict[str, np.ndarray]]  # {row: {column: per-seed values}}
-
-
-def _per_seed(cfg: Profile, rows: dict[str, Callable[[int], dict[str, float]]],
-              description: str) -> Table:
-    """Evaluate ``rows[name](seed) -> {column: value}`` for every seed, with progress."""
-    values = {(name, seed): rows[name](seed)
-              for name, seed in tqdm([(n, s) for n in rows for s in cfg.seeds],
-                                     desc=description, leave=False)}
-    return {name: {column: np.array([values[name, seed][column] for seed in cfg.seeds])
-                   for column in values[name, cfg.seeds[0]]}
-            for name in rows}
 
 
 # --- section 6 (Table 1) ---------------------------------------------------------------
@@ -73,7 +61,8 @@ def sgd_comparison(cfg: Profile, store: Store) -> Table:
             return {**experiment.evaluation(cfg, store, child), "distance": distance}
         return measure
 
-    return _per_seed(cfg, {name: row(name) for name in names}, "Table 1 networks")
+    return experiment.over_seeds(cfg.seeds, {name: row(name) for name in names},
+                                 "Table 1 networks")
 
 
 # --- section 7 (Table 2) ---------------------------------------------------------------
@@ -108,4 +97,4 @@ def frozen_kernel_training(cfg: Profile, store: Store) -> Table:
         return {"adversarial clean": result["clean"], "adversarial robust": result["robust"]}
 
     rows = {name: row(*parent) for name, parent in base_kernel_parents(cfg).items()}
-    return _per_seed(cfg, {**rows, BASELINE: baseline}, "Table 2 networks")
+    return experiment.over_seeds(cfg.seeds, {**rows, BASELINE: baseline}, "Table 2 networks")
