@@ -1,14 +1,29 @@
-# The two commands of the README, plus the benchmarks.
-PYTHON ?= python
+# The README's two commands, `make book` and `make test`, plus benchmarks. On a fresh clone
+# they first create .venv and install the package into it (once; again when pyproject.toml
+# changes). PYTHON=/other/python uses that interpreter and skips the virtual environment.
+VENV := .venv
+PYTHON ?= $(VENV)/bin/python
 PROFILE ?= smoke
+INSTALLED := $(VENV)/.installed
 
 .PHONY: book test benchmarks
 
-book:  ## execute every notebook under $(PROFILE) and render the HTML book
+ifeq ($(PYTHON),$(VENV)/bin/python)
+SETUP := $(INSTALLED)
+endif
+
+$(INSTALLED): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+book: $(SETUP)  ## execute every notebook under $(PROFILE) and render the HTML book
 	$(PYTHON) -m ntkbook build --profile $(PROFILE)
 
-test:  ## unit tests, then the end-to-end smoke book build
-	$(PYTHON) -m pytest -q --durations=10
+test: $(SETUP)  ## unit tests, then the end-to-end smoke book build
+	$(PYTHON) -m pytest -q --durations=15
 
-benchmarks:  ## step and kernel throughput on the active JAX device
+benchmarks: $(SETUP)  ## step, attack and kernel throughput on the active JAX device
 	$(PYTHON) benchmarks/throughput.py
+	$(PYTHON) benchmarks/kernel_throughput.py

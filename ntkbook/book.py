@@ -2,12 +2,17 @@
 
 ``_config.yml`` and ``_toc.yml`` at the repository root define the book. The build stages a
 copy of it in ``_build/<profile>/source`` with every notebook executed there (committed
-notebooks stay output-free), then runs ``jupyter-book build`` with execution off; the HTML
-lands in ``_build/<profile>/_build/html``.
+notebooks stay output-free), records what produced it in ``_build/<profile>/build.json``,
+then runs ``jupyter-book build`` with execution off; the HTML lands in
+``_build/<profile>/_build/html``. ``from_results`` renders a published run
+(``results/<profile>/``, see :mod:`ntkbook.publish`) instead, executing nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -20,12 +25,17 @@ import nbformat
 import papermill
 import yaml
 
-from ntkbook import config, data
+from ntkbook import config, data, provenance
+from ntkbook.store import Store
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
 HIDDEN_TAGS = {"parameters", "injected-parameters"}
+BUILD_RECORD = "build.json"
+MODEL_NAMES = {"small_cnn": "a small CNN", "resnet18": "a ResNet-18"}
+OFFLINE_MATH = "sphinx-mathjax-offline"  # MathJax 3 inside the build, for reading offline
 
 
 class BookError(RuntimeError):
@@ -51,13 +61,29 @@ def toc_documents(toc_path: Path) -> list[str]:
     return documents
 
 
-def _hide_parameter_cells(path: Path) -> None:
-    """Tag the parameters and injected-parameters cells so the book does not show them."""
+def notebooks() -> list[str]:
+    """The documents of the table of contents that are notebooks, in order."""
+    return [d for d in toc_documents(ROOT / "_toc.yml") if (ROOT / f"{d}.ipynb").is_file()]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+WIDGET = "application/vnd.jupyter.widget-view+json"  # tqdm's progress bars in a kernel
+
+
+def _tidy_executed(path: Path) -> None:
+    """Hide the parameters and injected-parameters cells, and drop the progress bars (widget
+    outputs and their state, which would need a widget manager from a CDN to show)."""
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
         if HIDDEN_TAGS & set(tags):
             cell.metadata["tags"] = sorted(set(tags) | {"remove-cell"})
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if WIDGET not in o.get("data", {})]
+    notebook.metadata.pop("widgets", None)
     nbformat.write(notebook, path)
 
 
@@ -79,17 +105,31 @@ def execute_notebook(source: Path, target: Path, parameters: dict) -> float:
     finally:
         if backend is not None:
             os.environ["MPLBACKEND"] = backend
-    _hide_parameter_cells(target)
+    _tidy_executed(target)
     return time.perf_counter() - start
 
 
-def stage_sources(cfg: config.Profile, staging: Path) -> None:
-    """Copy the book's configuration and pages into ``staging``, stamped with the profile."""
-    if staging.exists():
+def model_description(cfg: config.Profile) -> str:
+    """``'a small CNN (width 16)'``: what stage 1 trains under this profile."""
+    return f"{MODEL_NAMES[cfg.model]} (width {cfg.width})"
+
+
+def stage_sources(cfg: config.Profile, staging: Path, origin: str, *,
+                  keep_notebooks: bool = False) -> None:
+    """Copy the book's configuration and pages into ``staging``, stamped with the profile,
+    its model and ``origin`` (what produced the outputs); ``keep_notebooks`` keeps the
+    notebooks a previous build executed there."""
+    if staging.exists() and not keep_notebooks:
         shutil.rmtree(staging)
-    (staging / "book").mkdir(parents=True)
+    (staging / "book").mkdir(parents=True, exist_ok=True)
     settings = yaml.safe_load((ROOT / "_config.yml").read_text())
-    settings["parse"].setdefault("myst_substitutions", {})["profile"] = cfg.label
+    substitutions = settings["parse"].setdefault("myst_substitutions", {})
+    substitutions.update(profile=cfg.label, model=model_description(cfg), origin=origin)
+    if importlib.util.find_spec(OFFLINE_MATH) is not None:  # MathJax served by the book itself
+        settings.setdefault("sphinx", {}).setdefault("extra_extensions", []).append(OFFLINE_MATH)
+    else:
+        log.warning("%s is not installed: the book's maths will load MathJax from a CDN",
+                    OFFLINE_MATH)
     (staging / "_config.yml").write_text(yaml.safe_dump(settings, sort_keys=False))
     shutil.copy(ROOT / "_toc.yml", staging / "_toc.yml")
     for path in (ROOT / "book").iterdir():
@@ -97,30 +137,7 @@ def stage_sources(cfg: config.Profile, staging: Path) -> None:
             shutil.copy(path, staging / "book" / path.name)
 
 
-def build(profile: str = "smoke", output: Path | None = None,
-          only: list[str] | None = None) -> Path:
-    """Execute the book's notebooks under ``profile`` and render HTML; return the HTML folder.
-
-    ``only`` restricts execution to notebooks whose name contains one of the strings; the
-    others are rendered without outputs.
-    """
-    cfg = config.load_profile(profile)
-    data.dataset_folder(cfg.dataset)  # fail now, before any compute, if the data is missing
-    output = Path(output or ROOT / "_build" / cfg.profile)
-    staging = output / "source"
-    stage_sources(cfg, staging)
-    documents = toc_documents(ROOT / "_toc.yml")
-    for document in documents:
-        source = ROOT / f"{document}.ipynb"
-        if not source.is_file():
-            continue
-        target = staging / f"{document}.ipynb"
-        if only and not any(name in document for name in only):
-            shutil.copy(source, target)
-            continue
-        log.info("executing %s under profile %s", document, cfg.label)
-        seconds = execute_notebook(source, target, {"profile": profile})
-        log.info("%s executed in %.1f s", document, seconds)
+def _render(staging: Path, output: Path) -> Path:
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
                "build", str(staging),
                "--path-output", str(output), "-W", "-n", "--keep-going", "--all"]
@@ -130,3 +147,57 @@ def build(profile: str = "smoke", output: Path | None = None,
     html = output / "_build" / "html"
     log.info("book built: %s", html / "index.html")
     return html
+
+
+def build(profile: str = "smoke", output: Path | None = None, only: list[str] | None = None,
+          from_results: bool = False) -> Path:
+    """Execute the book's notebooks under ``profile`` and render HTML; return the HTML folder.
+
+    ``only`` restricts execution to notebooks whose name contains one of the strings; the
+    others keep the outputs of the last build (or are rendered without them). ``from_results`` renders the published run of the
+    profile instead, executing nothing.
+    """
+    cfg = config.load_profile(profile)
+    if from_results:
+        return build_from_results(cfg, output)
+    data.dataset_folder(cfg.dataset)  # fail now, before any compute, if the data is missing
+    Store()  # and if the cache folder cannot be written
+    output = Path(output or ROOT / "_build" / cfg.profile)
+    staging = output / "source"
+    began = time.time()
+    stage_sources(cfg, staging, origin=f"executed by `ntkbook build` on "
+                                       f"{time.strftime('%Y-%m-%d')}", keep_notebooks=bool(only))
+    seconds = {}
+    for document in notebooks():
+        source, target = ROOT / f"{document}.ipynb", staging / f"{document}.ipynb"
+        if only and not any(name in document for name in only):
+            if not target.is_file():  # not executed by an earlier build: shown without outputs
+                shutil.copy(source, target)
+            continue
+        log.info("executing %s under profile %s", document, cfg.label)
+        seconds[Path(document).name] = round(execute_notebook(source, target,
+                                                              {"profile": profile}), 1)
+        log.info("%s executed in %.1f s", document, seconds[Path(document).name])
+    record = provenance.record(cfg, profile, began, seconds,
+                               {Path(d).name: file_sha256(ROOT / f"{d}.ipynb")
+                                for d in notebooks()}, complete=not only)
+    (output / BUILD_RECORD).write_text(json.dumps(record, indent=1))
+    return _render(staging, output)
+
+
+def build_from_results(cfg: config.Profile, output: Path | None = None) -> Path:
+    """Render ``results/<profile>/`` (published executed notebooks) without executing."""
+    published = RESULTS / cfg.profile
+    if not (published / "run.json").is_file():
+        raise BookError(f"no published run in {published}: run `ntkbook build --profile "
+                        f"{cfg.profile}` then `ntkbook publish --profile {cfg.profile}`")
+    run = json.loads((published / "run.json").read_text())
+    for name in provenance.stale_notebooks(run):
+        log.warning("stale: book/%s.ipynb changed after the published run; its published "
+                    "outputs are from the older version", name)
+    output = Path(output or ROOT / "_build" / f"{cfg.profile}-results")
+    staging = output / "source"
+    stage_sources(cfg, staging, origin=provenance.describe(run))
+    for document in notebooks():
+        shutil.copy(published / f"{Path(document).name}.ipynb", staging / f"{document}.ipynb")
+    return _render(staging, output)

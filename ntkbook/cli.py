@@ -1,151 +1,149 @@
-"""Command line: build the book, and run the paper's independent jobs one by one.
+"""The ntkbook command line: build the book, run its jobs, farm them out, keep the cache.
 
-    ntkbook build [--profile smoke] [--only protocol]
-    ntkbook plan --profile paper          # one line per independent job, in order
-    ntkbook stage1 --profile paper --seed 0 --mode adversarial
-    ntkbook kernels --profile paper --seed 0 --mode adversarial
-    ntkbook stage2 --profile paper --seed 0 --mode adversarial --spawn-epoch 10 \
+Examples::
+
+    ntkbook build --profile smoke                  # execute every notebook, render the HTML
+    ntkbook build --profile cpu --from-results     # render the published run, no execution
+    ntkbook plan --profile paper                   # one line per independent job
+    ntkbook stage2 --profile paper --seed 0 --mode adversarial --spawn-epoch 10 \\
         --dynamics centered_standard --lr 0.0001 --update-bn
+    ntkbook grid run --profile paper --executor slurm --partition gpu
+    ntkbook grid status --profile paper
+    ntkbook cache ls
+    ntkbook publish --profile cpu
 
-Jobs write into the content-addressed cache (``$NTKBOOK_CACHE_DIR``): run them anywhere,
-then merge the cache folders (e.g. with rsync) and build the book, which finds every result.
-``plan`` lists the stage-1 jobs first: every later job needs the stage-1 runs of its seed
-(a stage-2 job trains a missing parent itself, but then two machines may train it twice).
+Every job writes into the content-addressed cache (``$NTKBOOK_CACHE_DIR``), which many
+workers may share; ``ntkbook build`` then finds every result and computes only what is missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from collections.abc import Iterator
-from typing import Any
 
-from ntkbook import book, experiment, kernel_study, sweeps, tables
-from ntkbook.config import Profile, ProfileError, load_profile
+from ntkbook import book, housekeeping, jobs
+from ntkbook.config import MODES, ProfileError, load_profile
 from ntkbook.data import DataError
-from ntkbook.store import Store, spec_key
+from ntkbook.dynamics import DYNAMICS
+from ntkbook.experiment import NetworkId
+from ntkbook.store import Store, StoreError
+from ntkbook.train import DivergenceError
 
-DYNAMICS = ("standard", "linearized", "centered", "centered_standard")
-
-
-def stage2_jobs(cfg: Profile, seed: int) -> Iterator[tuple[str, float, str, dict[str, Any]]]:
-    """(mode, spawn epoch, dynamics, options) of every stage-2 run of the book, no repeats:
-    section 4 (benign data from every spawn epoch), Table 1 and Table 2."""
-    jobs = [(mode, float(t), dynamics, {}) for mode in sweeps.modes(cfg)
-            for t in cfg.spawn_epochs for dynamics in sweeps.STAGE2_DYNAMICS]
-    if "adversarial" in cfg.modes:
-        jobs += [("adversarial", cfg.sgd_comparison_spawn_epoch, dynamics, options)
-                 for dynamics, options in tables.sgd_comparison_children(cfg).values()]
-    if {"benign", "adversarial"} <= set(cfg.modes):
-        jobs += [(mode, t, "centered", {"adversarial": adversarial})
-                 for mode, t in tables.base_kernel_parents(cfg).values()
-                 for adversarial in (False, True)]
-    seen = set()
-    for mode, t, dynamics, options in jobs:
-        key = spec_key(experiment.stage2_run(cfg, seed, mode, t, dynamics, **options).spec)
-        if key not in seen:
-            seen.add(key)
-            yield mode, t, dynamics, options
+EXPECTED_ERRORS = (ProfileError, DataError, book.BookError, StoreError, DivergenceError)
 
 
-def _flags(options: dict[str, Any]) -> str:
-    flags = [f" --lr {options['lr']:g}" if "lr" in options else "",
-             " --update-bn" if options.get("update_bn") else "",
-             " --adversarial" if options.get("adversarial") else ""]
-    return "".join(flags)
+def _job_from(args: argparse.Namespace) -> jobs.Job:
+    if args.command in ("stage1", "kernels"):
+        return jobs.Job(args.command, args.seed, args.mode)
+    if args.command == "audit":
+        return jobs.Job("audit", args.seed)
+    network = NetworkId(args.seed, args.mode, args.spawn_epoch, args.dynamics, lr=args.lr,
+                        update_bn=args.update_bn, adversarial=args.adversarial)
+    return jobs.Job("stage2", args.seed, args.mode, network)
 
 
-def plan(cfg: Profile) -> Iterator[str]:
-    """Independent jobs: stage 1 and its kernels per (seed, mode), then each stage-2 run."""
-    name = cfg.profile
-    for command in ("stage1", "kernels"):
-        for seed in cfg.seeds:
-            for mode in cfg.modes:
-                yield f"ntkbook {command} --profile {name} --seed {seed} --mode {mode}"
-    for seed in cfg.seeds:
-        for mode, t, dynamics, options in stage2_jobs(cfg, seed):
-            yield (f"ntkbook stage2 --profile {name} --seed {seed} --mode {mode} "
-                   f"--spawn-epoch {t:g} --dynamics {dynamics}{_flags(options)}")
+def _add_profile(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument("--profile", default=default, required=default is None,
+                        help="a profile name in parameters/ (smoke, cpu, gpu, paper, "
+                             "paper-eps8) or a path to a profile YAML file"
+                             + (f" (default: {default})" if default else ""))
 
 
-def run_stage1(cfg: Profile, seed: int, mode: str, store: Store) -> None:
-    experiment.ensure_stage1(cfg, seed, mode, store)
-    for epoch in sorted(set(cfg.spawn_epochs) | {float(cfg.stage1_epochs)}):
-        result = experiment.evaluate_stage1(cfg, seed, mode, epoch, store)
-        print(f"{mode} seed {seed} epoch {epoch:g}: clean {result['clean']:.2f}%, "
-              f"PGD {result['robust']:.2f}%")
-
-
-def run_kernels(cfg: Profile, seed: int, mode: str, store: Store) -> None:
-    """Every kernel of section 3 for one stage-1 run (sections 6 and 8 reuse them)."""
-    statistics = kernel_study.kernel_evolution(cfg, store, seed, mode,
-                                               list(cfg.checkpoint_epochs))
-    print(f"{mode} seed {seed}: final effective rank {statistics['effective_rank'][-1]:.2f}")
-
-
-def run_stage2(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dynamics: str,
-               store: Store, **options: Any) -> None:
-    """Train and evaluate one stage-2 run; section 4 runs also get their section 4-5 numbers."""
-    network = experiment.stage2_network(cfg, seed, mode, spawn_epoch, dynamics, store,
-                                        **options)
-    result = experiment.evaluation(cfg, store, network)
-    print(f"{network.label}: clean {result['clean']:.2f}%, PGD {result['robust']:.2f}%")
-    if not options and mode in sweeps.modes(cfg):
-        if dynamics == "linearized":
-            print(f"relative magnitude {experiment.relative_magnitude(cfg, store, network):.4f}")
-        target = sweeps.final_network(cfg, store, seed, mode)
-        print(f"tau {experiment.transferability(cfg, store, network, target):.3f}")
+def _add_job_commands(commands) -> None:
+    helps = {"stage1": "train stage 1 of one (seed, mode) and evaluate it",
+             "kernels": "compute the kernels of every checkpoint of one stage-1 run",
+             "stage2": "train and evaluate one stage-2 network",
+             "audit": "run the robustness audit of one seed's headline networks"}
+    for name, text in helps.items():
+        sub = commands.add_parser(name, help=text, description=text)
+        _add_profile(sub)
+        sub.add_argument("--seed", type=int, required=True, help="training seed")
+        if name != "audit":
+            sub.add_argument("--mode", required=True, choices=MODES,
+                             help="stage-1 training mode (of the parent, for stage 2)")
+        if name == "stage2":
+            sub.add_argument("--spawn-epoch", type=float, required=True,
+                             help="the stage-1 checkpoint epoch stage 2 starts from")
+            sub.add_argument("--dynamics", required=True, choices=DYNAMICS[1:],
+                             help="stage-2 dynamics")
+            sub.add_argument("--lr", type=float, help="learning rate (default: stage2_lr)")
+            sub.add_argument("--update-bn", action="store_true",
+                             help="BatchNorm statistics update during stage 2")
+            sub.add_argument("--adversarial", action="store_true",
+                             help="stage 2 on PGD examples of the stage-2 model")
 
 
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="ntkbook", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = main.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="execute every notebook and render the book")
-    build.add_argument("--profile", default="smoke")
-    build.add_argument("--only", nargs="*", help="execute only notebooks matching these names")
-    for name in ("plan", "stage1", "kernels", "stage2"):
-        sub = commands.add_parser(name)
-        sub.add_argument("--profile", required=True)
-        if name != "plan":
-            sub.add_argument("--seed", type=int, required=True)
-            sub.add_argument("--mode", required=True, choices=("benign", "adversarial", "flip"))
-        if name == "stage2":
-            sub.add_argument("--spawn-epoch", type=float, required=True)
-            sub.add_argument("--dynamics", required=True, choices=DYNAMICS)
-            sub.add_argument("--lr", type=float, help="default: the profile's stage2_lr")
-            sub.add_argument("--update-bn", action="store_true",
-                             help="BatchNorm statistics update during stage 2")
-            sub.add_argument("--adversarial", action="store_true",
-                             help="stage 2 on PGD examples of the stage-2 model")
+    commands = main.add_subparsers(dest="command", required=True, metavar="command")
+    build = commands.add_parser("build", help="execute every notebook and render the book",
+                                description="Execute every notebook under a profile with "
+                                            "papermill, then render the HTML book.")
+    _add_profile(build, default="smoke")
+    build.add_argument("--only", nargs="*", metavar="NAME",
+                       help="execute only the notebooks whose names contain one of these")
+    build.add_argument("--from-results", action="store_true",
+                       help="render the published notebooks of results/<profile>/ instead "
+                            "of executing anything")
+    plan = commands.add_parser("plan", help="list the independent jobs of a profile",
+                               description="Print one ntkbook command per independent job, "
+                                           "in an order that respects their dependencies.")
+    _add_profile(plan)
+    _add_job_commands(commands)
+    from ntkbook import grid  # submitit is imported only by the grid commands
+    grid.add_commands(commands, _add_profile)
+    housekeeping.add_commands(commands)
+    publish = commands.add_parser("publish", help="publish an executed build under results/",
+                                  description="Copy the executed notebooks of the last build "
+                                              "into results/<profile>/ with run.json and a "
+                                              "README of the paper's claims.")
+    _add_profile(publish)
     return main
+
+
+def _raise_on_sigterm() -> None:
+    """A scheduler's SIGTERM (time limit) unwinds like Ctrl-C: locks are released, and the
+    run resumes from its last finished epoch next time."""
+    def handler(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def configure_logging() -> None:
+    """ntkbook's own progress at INFO; other libraries only warn."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("ntkbook").setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_logging()
     try:
         if args.command == "build":
-            html = book.build(args.profile, only=args.only)
+            html = book.build(args.profile, only=args.only, from_results=args.from_results)
             print(f"open {html / 'index.html'}")
-            return 0
-        cfg = load_profile(args.profile)
-        if args.command == "plan":
-            print("\n".join(plan(cfg)))
-        elif args.command == "stage1":
-            run_stage1(cfg, args.seed, args.mode, Store())
-        elif args.command == "kernels":
-            run_kernels(cfg, args.seed, args.mode, Store())
-        else:
-            if args.spawn_epoch not in cfg.checkpoint_epochs:
-                raise ProfileError(f"--spawn-epoch {args.spawn_epoch:g} is not a checkpoint "
+        elif args.command == "plan":
+            name = args.profile
+            print("\n".join(f"ntkbook {' '.join(job.argv(name))}"
+                            for job in jobs.plan(load_profile(name))))
+        elif args.command in jobs.COMMANDS:
+            _raise_on_sigterm()
+            cfg = load_profile(args.profile)
+            job = _job_from(args)
+            if job.network is not None and job.network.epoch not in cfg.checkpoint_epochs:
+                raise ProfileError(f"--spawn-epoch {job.network.epoch:g} is not a checkpoint "
                                    f"epoch of profile {cfg.profile}")
-            options = {k: v for k, v in (("lr", args.lr), ("update_bn", args.update_bn),
-                                         ("adversarial", args.adversarial)) if v}
-            run_stage2(cfg, args.seed, args.mode, args.spawn_epoch, args.dynamics, Store(),
-                       **options)
-    except (ProfileError, DataError, book.BookError) as error:
+            print("\n".join(jobs.run(cfg, Store(), job)))
+        elif args.command == "publish":
+            from ntkbook import publish
+            print(f"published {publish.publish(args.profile)}")
+        else:
+            return args.run(args)
+    except EXPECTED_ERRORS as error:
         print(f"ntkbook: error: {error}", file=sys.stderr)
         return 2
     return 0

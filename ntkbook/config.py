@@ -6,9 +6,10 @@ parameters; :func:`from_notebook` validates them inside a notebook.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -59,6 +60,11 @@ class Profile:
     eigen_vectors: int
     eigen_steps: int
     eigen_step_size: float
+    audit_images: int
+    audit_steps: int
+    audit_restarts: int
+    audit_targets: int
+    audit_queries: int
     overridden: tuple[str, ...] = ()
 
     @property
@@ -162,7 +168,7 @@ def _validate(p: Profile) -> None:
            "must be a non-empty list of distinct non-negative integers", list(p.seeds))
     for key in ("width", "batch_size", "eval_batch_size"):
         _check(getattr(p, key) > 0, key, "must be > 0", getattr(p, key))
-    for key in ("n_train", "n_test", "n_kernel"):
+    for key in ("n_train", "n_test", "n_kernel", "audit_images"):
         value = getattr(p, key)
         _check(value > 0 and value % p.num_classes == 0, key,
                f"must be a positive multiple of the {p.num_classes} classes of {p.dataset}",
@@ -170,6 +176,12 @@ def _validate(p: Profile) -> None:
     _check(p.batch_size <= p.n_train, "batch_size", f"must be <= n_train ({p.n_train})",
            p.batch_size)
     _check(p.n_kernel <= p.n_train, "n_kernel", f"must be <= n_train ({p.n_train})", p.n_kernel)
+    _check(p.audit_images <= p.n_test, "audit_images", f"must be <= n_test ({p.n_test})",
+           p.audit_images)
+    for key in ("audit_steps", "audit_restarts", "audit_queries"):
+        _check(getattr(p, key) >= 1, key, "must be >= 1", getattr(p, key))
+    _check(1 <= p.audit_targets < p.num_classes, "audit_targets",
+           f"must lie in 1..{p.num_classes - 1} (classes other than the label)", p.audit_targets)
     for key in ("stage1_epochs", "stage2_epochs", "train_pgd_steps", "eval_pgd_steps"):
         _check(getattr(p, key) >= 0, key, "must be >= 0", getattr(p, key))
     for key in ("stage1_lr", "stage2_lr", "eigen_step_size"):
@@ -253,21 +265,63 @@ def load_profile(name_or_path: str | Path, **overrides: Any) -> Profile:
     return from_mapping(overrides, base=profile) if overrides else profile
 
 
-_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
-_PARAMETER_TYPES = (bool, int, float, str, list, tuple, dict, type(None))
+def _assigned_literals(source: str) -> list[str] | None:
+    """The names a cell assigns, if it holds only ``name = <literal>`` lines (the shape of a
+    parameters cell and of papermill's injected cell); otherwise None."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names = []
+    for statement in tree.body:
+        if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name)):
+            return None
+        try:
+            ast.literal_eval(statement.value)
+        except ValueError:
+            return None
+        names.append(statement.targets[0].id)
+    return names
+
+
+PAPERMILL_HEADER = "# Parameters"  # the first line of papermill's injected cell
+
+
+def _parameter_cell_names(history: Sequence[str]) -> list[str]:
+    """Names set by the parameter cells run just before the current cell (IPython's ``In``
+    ends with the current cell): the cell before it, and when that is papermill's injected
+    cell, the parameters cell before that one."""
+    names: list[str] = []
+    for position in (-2, -3):
+        if len(history) < -position:
+            break
+        assigned = _assigned_literals(history[position])
+        if assigned is None:
+            break
+        names += assigned
+        if not history[position].lstrip().startswith(PAPERMILL_HEADER):
+            break
+    return names
 
 
 def from_notebook(namespace: Mapping[str, Any]) -> Profile:
-    """Validate a notebook's parameters: ``profile`` plus any injected overrides.
+    """Validate a notebook's parameters: ``profile`` plus any overrides; call it in the cell
+    right after the parameters cell.
 
-    Every public name holding a plain value (number, string, list, ...) must be a profile
-    key, so a mistyped papermill ``-p`` parameter is reported instead of silently ignored.
-    Call it in the cell right after the parameters cell, before other names exist.
+    In a kernel, the parameters are the names set by the parameter cells run just before (the
+    parameters cell and papermill's injected cell, found in IPython's input history ``In``)
+    plus any name of a profile key; every such name must be a profile key, so a mistyped
+    papermill ``-p`` parameter is reported, while the notebook's own variables from an
+    earlier run are ignored: re-running the cells of a live kernel works. A namespace without
+    ``In`` (a plain mapping) is read as the parameters themselves.
     """
-    values = {
-        name: value for name, value in namespace.items()
-        if not name.startswith("_") and name not in _IPYTHON_NAMES
-        and isinstance(value, _PARAMETER_TYPES)
-    }
+    known = {f.name for f in parameter_fields()}
+    history = namespace.get("In")
+    if isinstance(history, list):
+        names = set(_parameter_cell_names(history)) | (known & set(namespace))
+    else:
+        names = {name for name in namespace if not name.startswith("_")}
+    values = {name: namespace[name] for name in names if name in namespace}
     name = values.pop("profile", "smoke")
     return load_profile(name, **values)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -66,7 +67,7 @@ ARCHIVES = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Split:
     """Images (N, 32, 32, 3) float32 in [0, 1] and integer labels (N,)."""
 
@@ -78,6 +79,16 @@ class Split:
 
     def take(self, indices: np.ndarray) -> Split:
         return Split(self.images[indices], self.labels[indices])
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """A fingerprint of exactly these images and labels, in this order (BLAKE2b, 128
+        bits): cache keys of everything computed on them include it, so other data (another
+        folder, fewer records) never reuses a result."""
+        hasher = hashlib.blake2b(digest_size=16)
+        hasher.update(np.ascontiguousarray(self.images).tobytes())
+        hasher.update(np.ascontiguousarray(self.labels, dtype=np.int32).tobytes())
+        return hasher.hexdigest()
 
 
 def read_records(path: Path, archive: Archive) -> tuple[np.ndarray, np.ndarray]:
@@ -128,11 +139,14 @@ def dataset_folder(dataset: str) -> Path:
     return folder
 
 
-@functools.lru_cache(maxsize=4)
 def load_split(dataset: str, split: str) -> Split:
-    """All records of ``split`` ('train' or 'test') that the folder holds."""
+    """All records of ``split`` ('train' or 'test') that the data folder holds."""
+    return _read_split(dataset_folder(dataset), dataset, split)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_split(folder: Path, dataset: str, split: str) -> Split:
     archive = ARCHIVES[dataset]
-    folder = dataset_folder(dataset)
     names = archive.train_files if split == "train" else archive.test_files
     present = [folder / name for name in names if (folder / name).is_file()]
     if not present:
@@ -166,7 +180,13 @@ SUBSET_SEED = 0  # one fixed subset per size, shared by every training seed
 
 
 def balanced_subset(dataset: str, split: str, n: int) -> Split:
-    """A class-balanced subset of ``n`` images of ``split``, the same on every call."""
-    data = load_split(dataset, split)
+    """A class-balanced subset of ``n`` images of ``split``, the same on every call (and the
+    same object within a process, for one data folder)."""
+    return _balanced_subset(dataset_folder(dataset), dataset, split, n)
+
+
+@functools.lru_cache(maxsize=8)
+def _balanced_subset(folder: Path, dataset: str, split: str, n: int) -> Split:
+    data = _read_split(folder, dataset, split)
     return data.take(balanced_indices(data.labels, n, ARCHIVES[dataset].num_classes,
                                       SUBSET_SEED))

@@ -5,11 +5,17 @@ parameter-space direction ``v_i = J^T u_i`` is the gradient of ``u_i . f(X)`` (o
 pass). An image ``x`` is then pushed, from 0.5 grey, by signed-gradient steps on
 ``cos(v_i, phi(x))`` with ``phi(x) = grad_theta f(x)``, kept in [0, 1]: the image whose tangent
 feature is most (maximise) or least (minimise) aligned with the eigenvector.
+
+Functions take ``logit_fn(params, x, context) -> (N,)`` with the network's other arrays as
+``context`` (see :func:`ntkbook.kernels.empirical_ntk`), so they compile once for every
+checkpoint.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +23,13 @@ import numpy as np
 
 from ntkbook.models import Params
 
-LogitFn = Callable[[Params, jax.Array], jax.Array]  # (params, x (N, 32, 32, 3)) -> (N,)
+LogitFn = Callable[[Params, jax.Array, Any], jax.Array]  # (params, x, context) -> (N,)
+
+
+@functools.lru_cache(maxsize=None)
+def one_logit(logits_fn: Callable, logit: int) -> LogitFn:
+    """``(params, x, context) -> logits_fn(params, x, context)[:, logit]``."""
+    return lambda params, x, context: logits_fn(params, x, context)[:, logit]
 
 
 def top_eigenvectors(kernel: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,48 +39,65 @@ def top_eigenvectors(kernel: np.ndarray, count: int) -> tuple[np.ndarray, np.nda
     return values[order], vectors[:, order]
 
 
-def parameter_direction(logit_fn: LogitFn, params: Params, images: np.ndarray,
-                        u: np.ndarray) -> Params:
-    """``J^T u`` as a parameter tree: the gradient of ``u . f(images)``."""
-    u = jnp.asarray(u, dtype=jax.tree_util.tree_leaves(params)[0].dtype)
-    return jax.grad(lambda p: jnp.dot(u, logit_fn(p, images)))(params)
+@functools.partial(jax.jit, static_argnums=0)
+def _directions(logit_fn: LogitFn, params: Params, context: Any, images: jax.Array,
+                vectors: jax.Array) -> Params:
+    def direction(u: jax.Array) -> Params:
+        return jax.grad(lambda p: jnp.dot(u, logit_fn(p, images, context)))(params)
+
+    return jax.lax.map(direction, vectors.T)
+
+
+def parameter_directions(logit_fn: LogitFn, params: Params, context: Any, images: np.ndarray,
+                         vectors: np.ndarray) -> Params:
+    """``J^T u`` for each column ``u`` of ``vectors`` (N, k), stacked along a leading axis of
+    every parameter leaf: the gradients of ``u . f(images)``."""
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    return _directions(logit_fn, params, context, jnp.asarray(images),
+                       jnp.asarray(vectors, dtype=dtype))
 
 
 def _cosine(a: Params, b: Params) -> jax.Array:
-    dot = sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
-                                              jax.tree_util.tree_leaves(b), strict=True))
-    norm = lambda tree: jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree_util.tree_leaves(tree)))  # noqa: E731
-    return dot / (norm(a) * norm(b))
+    leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    dot = sum(jnp.vdot(x, y) for x, y in zip(leaves_a, leaves_b, strict=True))
+    norm_a = jnp.sqrt(sum(jnp.vdot(x, x) for x in leaves_a))
+    norm_b = jnp.sqrt(sum(jnp.vdot(y, y) for y in leaves_b))
+    return dot / (norm_a * norm_b)
 
 
-def feature_cosine(logit_fn: LogitFn, params: Params, direction: Params,
+def feature_cosine(logit_fn: LogitFn, params: Params, context: Any, direction: Params,
                    image: jax.Array) -> jax.Array:
     """cos(direction, grad_theta f(image)) for one image (32, 32, 3)."""
-    feature = jax.grad(lambda p: logit_fn(p, image[None])[0])(params)
+    feature = jax.grad(lambda p: logit_fn(p, image[None], context)[0])(params)
     return _cosine(direction, feature)
 
 
-def optimise_images(logit_fn: LogitFn, params: Params, directions: list[Params], *,
-                    steps: int, step_size: float, maximise: bool,
-                    shape: tuple[int, ...] = (32, 32, 3)) -> tuple[np.ndarray, np.ndarray]:
-    """One image per direction, from 0.5 grey, after ``steps`` signed-gradient steps on the
-    feature cosine (ascent if ``maximise``), clipped to [0, 1]. Returns (images, cosines);
-    ``steps=0`` gives the grey images and their starting cosines."""
-    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *directions)
-    start = jnp.full((len(directions),) + shape, 0.5, jnp.float32)
+@functools.partial(jax.jit, static_argnums=(0, 4, 6))
+def _optimise(logit_fn: LogitFn, params: Params, context: Any, directions: Params, steps: int,
+              step_size: float, maximise: bool) -> tuple[jax.Array, jax.Array]:
+    count = jax.tree_util.tree_leaves(directions)[0].shape[0]
+    start = jnp.full((count, 32, 32, 3), 0.5, jnp.float32)
     sign = 1.0 if maximise else -1.0
-    cosine = jax.vmap(lambda d, x: feature_cosine(logit_fn, params, d, x))
-    gradient = jax.vmap(jax.grad(lambda d, x: feature_cosine(logit_fn, params, d, x),
-                                 argnums=1))
 
-    @jax.jit
-    def run(stacked: Params) -> tuple[jax.Array, jax.Array]:
-        def step(_, x):
-            return jnp.clip(x + sign * step_size * jnp.sign(gradient(stacked, x)), 0.0, 1.0)
+    def cosine(d, x):
+        return feature_cosine(logit_fn, params, context, d, x)
 
-        images = jax.lax.fori_loop(0, steps, step, start)
-        return images, cosine(stacked, images)
+    gradient = jax.vmap(jax.grad(cosine, argnums=1))
 
-    images, cosines = run(stacked)
+    def step(_, x):
+        return jnp.clip(x + sign * step_size * jnp.sign(gradient(directions, x)), 0.0, 1.0)
+
+    images = jax.lax.fori_loop(0, steps, step, start)
+    return images, jax.vmap(cosine)(directions, images)
+
+
+def optimise_images(logit_fn: LogitFn, params: Params, context: Any, directions: Params, *,
+                    steps: int, step_size: float,
+                    maximise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One image per direction (``directions`` stacked as from :func:`parameter_directions`),
+    from 0.5 grey, after ``steps`` signed-gradient steps on the feature cosine (ascent if
+    ``maximise``), clipped to [0, 1]. Returns (images, cosines); ``steps=0`` gives the grey
+    images and their starting cosines."""
+    images, cosines = _optimise(logit_fn, params, context, directions, steps, step_size,
+                                maximise)
     return np.asarray(images), np.asarray(cosines)
-

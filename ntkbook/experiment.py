@@ -7,6 +7,7 @@ it depends on: changing the stage-2 learning rate, say, reuses every stage-1 che
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -18,12 +19,11 @@ from tqdm.auto import tqdm
 from ntkbook import data, models
 from ntkbook.config import Profile
 from ntkbook.evaluate import evaluate, evaluate_transfer, first_order_ratio, tau
-from ntkbook.runs import Run, load_checkpoint, train_run
+from ntkbook.runs import Data, Run, load_checkpoint, train_run
 from ntkbook.store import Spec, Store
-from ntkbook.train import (AttackSettings, Variables, forward_fn, init_state, make_train_step,
-                           sgd)
+from ntkbook.train import SGD, AttackSettings, Variables, forward_fn, init_state, make_train_step
 
-SPEC_VERSION = 1  # bump when a change of code changes what an artifact holds
+SPEC_VERSION = 2  # bump when a change of code changes what an artifact holds
 
 
 def model_for(cfg: Profile):
@@ -32,6 +32,11 @@ def model_for(cfg: Profile):
 
 def train_split(cfg: Profile) -> data.Split:
     return data.balanced_subset(cfg.dataset, "train", cfg.n_train)
+
+
+@functools.lru_cache(maxsize=4)
+def _on_device(split: data.Split) -> Data:
+    return Data(jax.device_put(split.images), jax.device_put(split.labels))
 
 
 def test_split(cfg: Profile) -> data.Split:
@@ -48,8 +53,8 @@ def eval_attack(cfg: Profile) -> AttackSettings:
 
 def _training_spec(cfg: Profile, adversarial: bool) -> Spec:
     spec = {"version": SPEC_VERSION, "dataset": cfg.dataset, "model": cfg.model,
-            "width": cfg.width, "n_train": cfg.n_train, "batch_size": cfg.batch_size,
-            "momentum": cfg.momentum}
+            "width": cfg.width, "n_train": cfg.n_train, "data": train_split(cfg).digest,
+            "batch_size": cfg.batch_size, "momentum": cfg.momentum}
     if adversarial:
         spec["attack"] = {"eps_255": cfg.eps_255, "steps": cfg.train_pgd_steps,
                           "variant": cfg.adversarial_step}
@@ -61,15 +66,14 @@ def _train(store: Store, cfg: Profile, run: Run, *, initial: Callable[[], Variab
            keep: list[float]) -> list[int]:
     """Train ``run`` with SGD from ``initial()`` (called only if there is work to do); epochs
     from ``adversarial_from`` on are adversarial."""
-    tx = sgd(lr, cfg.momentum)
-    steps = {False: make_train_step(forward, tx)}
+    optimiser = SGD(lr, cfg.momentum)
+    steps = {False: make_train_step(forward, optimiser)}
     if adversarial_from < math.inf:
-        steps[True] = make_train_step(forward, tx, attack=train_attack(cfg),
+        steps[True] = make_train_step(forward, optimiser, attack=train_attack(cfg),
                                       clean_first=cfg.adversarial_step == "clean_then_adversarial")
-    split = train_split(cfg)
-    return train_run(store, run, init=lambda: init_state(initial(), tx),
+    return train_run(store, run, init=lambda: init_state(initial(), optimiser),
                      step_for_epoch=lambda epoch: steps[epoch >= adversarial_from],
-                     images=split.images, labels=split.labels, epochs=epochs,
+                     data=_on_device(train_split(cfg)), epochs=epochs,
                      batch_size=cfg.batch_size, seed=seed, keep=keep)
 
 
@@ -173,9 +177,45 @@ def stage2_network(cfg: Profile, seed: int, mode: str, spawn_epoch: float, dynam
                                             **options), run.label)
 
 
-def _test_spec(cfg: Profile) -> Spec:
+@dataclasses.dataclass(frozen=True)
+class NetworkId:
+    """Names a network of the book without building it: the stage-1 network of (seed, mode)
+    at ``epoch`` when ``dynamics`` is standard, else the stage-2 network with ``dynamics``
+    spawned there (with its options)."""
+
+    seed: int
+    mode: str
+    epoch: float
+    dynamics: str = "standard"
+    lr: float | None = None
+    update_bn: bool = False
+    adversarial: bool = False
+
+    @property
+    def stage(self) -> int:
+        return 1 if self.dynamics == "standard" else 2
+
+    def options(self) -> dict[str, Any]:
+        """The non-default stage-2 options, as :func:`stage2_run` takes them."""
+        return {k: v for k, v in (("lr", self.lr), ("update_bn", self.update_bn),
+                                  ("adversarial", self.adversarial)) if v}
+
+    def parent(self) -> NetworkId:
+        """The stage-1 network this one starts from (itself for a stage-1 network)."""
+        return NetworkId(self.seed, self.mode, self.epoch)
+
+
+def network(cfg: Profile, store: Store, nid: NetworkId) -> Network:
+    """The :class:`Network` named by ``nid``."""
+    if nid.stage == 1:
+        return stage1_network(cfg, nid.seed, nid.mode, nid.epoch, store)
+    return stage2_network(cfg, nid.seed, nid.mode, nid.epoch, nid.dynamics, store,
+                          **nid.options())
+
+
+def test_spec(cfg: Profile) -> Spec:
     return {"version": SPEC_VERSION, "dataset": cfg.dataset, "n_test": cfg.n_test,
-            "batch_size": cfg.eval_batch_size,
+            "data": test_split(cfg).digest, "batch_size": cfg.eval_batch_size,
             "attack": {"eps_255": cfg.eps_255, "steps": cfg.eval_pgd_steps}}
 
 
@@ -190,7 +230,7 @@ def evaluation(cfg: Profile, store: Store, network: Network) -> dict[str, float]
         return evaluate(_forward(cfg, network), network.load(), split.images, split.labels,
                         eval_attack(cfg), batch_size=cfg.eval_batch_size)
 
-    spec = {"kind": "evaluation", **network.spec, **_test_spec(cfg)}
+    spec = {"kind": "evaluation", **network.spec, **test_spec(cfg)}
     return {k: float(v) for k, v in store.get_or_compute(spec, compute).items()}
 
 
@@ -237,7 +277,7 @@ def transfer_accuracy(cfg: Profile, store: Store, source: Network, target: Netwo
             _forward(cfg, source), source.load(), _forward(cfg, target), target.load(),
             split.images, split.labels, eval_attack(cfg), batch_size=cfg.eval_batch_size)}
 
-    spec = {"kind": "transfer", "source": source.spec, "target": target.spec, **_test_spec(cfg)}
+    spec = {"kind": "transfer", "source": source.spec, "target": target.spec, **test_spec(cfg)}
     return float(store.get_or_compute(spec, compute)["accuracy"])
 
 
@@ -258,5 +298,5 @@ def relative_magnitude(cfg: Profile, store: Store, network: Network) -> float:
             test_split(cfg).images, batch_size=cfg.eval_batch_size)}
 
     spec = {"kind": "relative_magnitude", "checkpoint": network.checkpoint,
-            **_test_spec(cfg)}
+            **test_spec(cfg)}
     return float(store.get_or_compute(spec, compute)["ratio"])

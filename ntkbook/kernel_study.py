@@ -8,6 +8,7 @@ classes only the trace kernel is kept (as the paper, no specialisation there).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -16,10 +17,10 @@ import numpy as np
 
 from ntkbook import data, eigenimages, kernels
 from ntkbook.config import Profile
-from ntkbook.experiment import (SPEC_VERSION, Network, model_for, over_seeds, stage1_network,
-                                train_split)
+from ntkbook.experiment import (SPEC_VERSION, Network, NetworkId, model_for, over_seeds,
+                                stage1_network, train_split)
 from ntkbook.store import Spec, Store
-from ntkbook.train import forward_fn
+from ntkbook.train import Forward, forward_fn
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,27 @@ def kernel_images(cfg: Profile) -> data.Split:
 
 def _images_spec(cfg: Profile) -> Spec:
     return {"version": SPEC_VERSION, "dataset": cfg.dataset, "n_train": cfg.n_train,
-            "n_kernel": cfg.n_kernel, "seed": KERNEL_SUBSET_SEED}
+            "data": train_split(cfg).digest, "n_kernel": cfg.n_kernel,
+            "seed": KERNEL_SUBSET_SEED}
 
 
-def _logits_of(cfg: Profile, network: Network) -> tuple[dict, Callable]:
-    """The network's variables and ``(params, x) -> logits`` through its dynamics (BN eval)."""
+@functools.lru_cache(maxsize=None)
+def _logits_fn(forward: Forward) -> Callable:
+    """``(params, x, context) -> logits`` through ``forward`` (BatchNorm in eval mode), with
+    the network's other variables (statistics, parent parameters) as ``context``: one
+    compiled program serves every checkpoint."""
+    def logits(params, x, context):
+        return forward({**context, "params": params}, x, False)[0]
+
+    return logits
+
+
+def _network_function(cfg: Profile, network: Network) -> tuple[Callable, dict, dict]:
+    """The network's logits function, its parameters and its context."""
     variables = network.load()
-    forward = forward_fn(model_for(cfg), network.dynamics)
-
-    def apply_fn(params, x):
-        return forward({**variables, "params": params}, x, False)[0]
-
-    return variables, apply_fn
+    context = {k: v for k, v in variables.items() if k != "params"}
+    return (_logits_fn(forward_fn(model_for(cfg), network.dynamics)), variables["params"],
+            context)
 
 
 def network_kernel(cfg: Profile, store: Store, network: Network,
@@ -55,10 +65,10 @@ def network_kernel(cfg: Profile, store: Store, network: Network,
     """The cached empirical NTK of ``network`` (through its dynamics, BatchNorm in eval mode)
     on the kernel images."""
     def compute() -> dict[str, np.ndarray]:
-        variables, apply_fn = _logits_of(cfg, network)
+        logits, params, context = _network_function(cfg, network)
         start = time.perf_counter()
-        kernel = kernels.empirical_ntk(apply_fn, variables["params"],
-                                       kernel_images(cfg).images, kind=kind)
+        kernel = kernels.empirical_ntk(logits, params, kernel_images(cfg).images, kind=kind,
+                                       context=context)
         log.info("kernel %s of %s in %.1f s", kind, network.label, time.perf_counter() - start)
         return {"kernel": kernel}
 
@@ -136,6 +146,17 @@ def final_kernel_distance(cfg: Profile, store: Store, first: tuple[int, str],
 
 # --- section 8 -------------------------------------------------------------------------
 
+def eigen_networks(cfg: Profile) -> dict[str, NetworkId]:
+    """Figure 4's kernels (first seed): at initialisation, and at the end of benign and of
+    adversarial stage 1 where the profile trains them."""
+    seed, end = cfg.seeds[0], float(cfg.stage1_epochs)
+    networks = {"initial": NetworkId(seed, cfg.modes[0], 0.0)}
+    for mode in ("benign", "adversarial"):
+        if mode in cfg.modes:
+            networks[f"final {mode}"] = NetworkId(seed, mode, end)
+    return networks
+
+
 def eigen_images(cfg: Profile, store: Store, network: Network) -> dict[str, np.ndarray]:
     """Cached images of the top ``eigen_vectors`` eigenvectors of the ``eigen_logit`` kernel.
 
@@ -143,21 +164,17 @@ def eigen_images(cfg: Profile, store: Store, network: Network) -> dict[str, np.n
     feature cosines ``cosine_start``, ``cosine_maximised``, ``cosine_minimised`` (k,).
     """
     def compute() -> dict[str, np.ndarray]:
-        variables, apply_fn = _logits_of(cfg, network)
-
-        def logit_fn(params, x):
-            return apply_fn(params, x)[:, cfg.eigen_logit]
-
+        logits, params, context = _network_function(cfg, network)
+        logit_fn = eigenimages.one_logit(logits, cfg.eigen_logit)
         values, vectors = eigenimages.top_eigenvectors(
             logit_kernel(cfg, store, network, cfg.eigen_logit), cfg.eigen_vectors)
-        images = kernel_images(cfg).images
-        directions = [eigenimages.parameter_direction(logit_fn, variables["params"], images, u)
-                      for u in vectors.T]
+        directions = eigenimages.parameter_directions(logit_fn, params, context,
+                                                      kernel_images(cfg).images, vectors)
         out = {"eigenvalues": values}
         for name, maximise, steps in (("start", True, 0), ("maximised", True, cfg.eigen_steps),
                                       ("minimised", False, cfg.eigen_steps)):
             pictures, out[f"cosine_{name}"] = eigenimages.optimise_images(
-                logit_fn, variables["params"], directions, steps=steps,
+                logit_fn, params, context, directions, steps=steps,
                 step_size=cfg.eigen_step_size, maximise=maximise)
             if name != "start":
                 out[name] = pictures

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 
 from ntkbook.config import Profile
 
@@ -27,6 +28,15 @@ def mean_std_line(ax, x: Sequence[float], per_seed: np.ndarray, *, label: str, c
     ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
 
 
+def clean_and_pgd_legend(ax, colors: dict[str, str]) -> None:
+    """A legend of the colours (one per line family) and of the two line styles: solid for
+    clean accuracy, dashed for PGD accuracy."""
+    handles = [Line2D([], [], color=color, label=label) for label, color in colors.items()]
+    handles += [Line2D([], [], color="0.3", linestyle="-", label="clean"),
+                Line2D([], [], color="0.3", linestyle="--", label="PGD")]
+    ax.legend(handles=handles, fontsize=7, ncol=2)
+
+
 def stage1_accuracy(cfg: Profile, epochs: Sequence[float], curves: dict[str, np.ndarray]):
     """Clean (solid) and PGD (dashed) test accuracy of each stage-1 mode against epoch."""
     fig, (ax,) = figure(cfg, "Stage 1: test accuracy (solid clean, dashed PGD)")
@@ -36,7 +46,7 @@ def stage1_accuracy(cfg: Profile, epochs: Sequence[float], curves: dict[str, np.
         mean_std_line(ax, epochs, values[..., 1], label=f"{mode} PGD", color=color,
                       linestyle="--")
     ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100))
-    ax.legend(fontsize=7, ncol=2)
+    clean_and_pgd_legend(ax, {mode: MODE_COLORS[mode] for mode in curves})
     fig.tight_layout()
     return fig
 
@@ -102,7 +112,7 @@ def spawn_accuracy(cfg: Profile, spawn_epochs: Sequence[float],
                        linewidth=0.8)
         ax.set(xlabel="spawn epoch t", ylabel="accuracy (%)", ylim=(0, 100),
                title=f"{mode} stage 1 (grey: its end)")
-    axes[0].legend(fontsize=7, ncol=2)
+    clean_and_pgd_legend(axes[0], {d: DYNAMICS_COLORS[d] for d in next(iter(accuracy.values()))})
     fig.tight_layout()
     return fig
 
@@ -133,5 +143,27 @@ def eigen_grid(cfg: Profile, pictures: dict[str, dict[str, np.ndarray]]):
             if r == 0:
                 axes[r, i].set_title(f"eigenvector {i + 1}", fontsize=8)
         axes[r, 0].set_ylabel(f"{kernel}\n{direction[:3]}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def audit_sweeps(cfg: Profile, audits: dict[str, list[dict]]):
+    """The gradient-masking checks as curves, one line per audited network (mean over seeds):
+    PGD accuracy against eps (it should fall to about 0) and against PGD iterations (it
+    should not rise, and flatten)."""
+    fig, (by_eps, by_steps) = figure(cfg, "Robustness audit: PGD accuracy against eps and "
+                                          "iterations", ncols=2, width=5.2)
+    colors = plt.get_cmap("tab10")
+    for i, (label, per_seed) in enumerate(audits.items()):
+        for ax, key in ((by_eps, "eps sweep"), (by_steps, "steps sweep")):
+            x = [point[0] for point in per_seed[0][key]]
+            y = np.mean([[point[1] for point in r[key]] for r in per_seed], axis=0)
+            if key == "eps sweep":
+                x = [e * 255 for e in x]
+            ax.plot(x, y, marker=".", color=colors(i), label=label)
+    by_eps.set(xscale="log", xlabel="eps (x 1/255)", ylabel="accuracy (%)", ylim=(0, 100))
+    by_eps.axvline(cfg.eps_255, color="0.7", linestyle=":", linewidth=0.8)
+    by_steps.set(xscale="log", xlabel="PGD iterations", ylabel="accuracy (%)", ylim=(0, 100))
+    by_steps.legend(fontsize=6)
     fig.tight_layout()
     return fig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,3 +67,43 @@ def table_beside_paper(rows: dict[str, dict[str, Sequence[float]]],
                                                digits)]
             for name, values in rows.items()]
     return markdown_table(header, body)
+
+
+CLAIMS_KEY = "ntkbook_claims"  # output metadata of a claims table: its rows, as data
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """One of the paper's claims checked on our numbers."""
+
+    claim: str
+    ours: str
+    paper: str
+    holds: bool
+
+    def as_dict(self) -> dict[str, str]:
+        return {"claim": self.claim, "ours": self.ours, "paper": self.paper,
+                "verdict": verdict(self.holds)}
+
+
+class ClaimsTable:
+    """A page's claims: shown as a Markdown table, and carried as data (the output's
+    metadata ``CLAIMS_KEY``) in the executed notebook, where ``ntkbook publish`` collects
+    every page's claims."""
+
+    def __init__(self, claims: Sequence[Claim]):
+        self.claims = list(claims)
+
+    @property
+    def holding(self) -> str:
+        """``'3 of 4'``: how many of the claims hold."""
+        return f"{sum(c.holds for c in self.claims)} of {len(self.claims)}"
+
+    def markdown(self) -> str:
+        return markdown_table(["claim", "ours", "paper", "verdict"],
+                              [(c.claim, c.ours, c.paper, verdict(c.holds))
+                               for c in self.claims])
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict, dict]:
+        return ({"text/markdown": self.markdown()},
+                {CLAIMS_KEY: [c.as_dict() for c in self.claims]})

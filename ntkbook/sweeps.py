@@ -8,6 +8,7 @@ tables reuse what section 4 trained.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,9 +16,9 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from ntkbook import experiment
+from ntkbook import experiment, robustness
 from ntkbook.config import Profile
-from ntkbook.experiment import Network
+from ntkbook.experiment import Network, NetworkId
 from ntkbook.store import Store
 
 log = logging.getLogger(__name__)
@@ -95,3 +96,42 @@ def transferability_by_spawn(cfg: Profile, store: Store) -> dict[str, dict[str, 
                                           final_network(cfg, store, seed, mode))
 
     return _sweep(cfg, store, ALL_DYNAMICS, "transferability", measure)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadlineRow:
+    """One headline number of section 4: per-seed PGD accuracy on the test subset and
+    worst-case accuracy on the audited images, and the key of the paper's number."""
+
+    name: str
+    label: str
+    pgd: np.ndarray
+    worst_case: np.ndarray
+    paper_key: str
+
+
+def headline(cfg: Profile, store: Store) -> list[HeadlineRow]:
+    """Standard adversarial training, and centered training on the final adversarial kernel,
+    on the adversarial kernel at ``sgd_comparison_spawn_epoch``, and on the final benign
+    kernel (rows whose stage-1 mode the profile does not train are left out)."""
+    end, early = float(cfg.stage1_epochs), cfg.sgd_comparison_spawn_epoch
+    rows = [("standard_at", "standard adversarial training (stage 1, end)",
+             lambda s: NetworkId(s, "adversarial", end), "adversarial_training_robust"),
+            ("centered_at", "centered on the final adversarial kernel",
+             lambda s: NetworkId(s, "adversarial", end, "centered"),
+             "centered_final_adversarial_robust"),
+            ("centered_t10", f"centered on the adversarial kernel at t = {early:g}",
+             lambda s: NetworkId(s, "adversarial", early, "centered"),
+             "centered_spawn10_adversarial_robust"),
+            ("centered_bt", "centered on the final benign kernel",
+             lambda s: NetworkId(s, "benign", end, "centered"), "centered_final_benign_robust")]
+    out = []
+    for name, label, nid_of, key in rows:
+        if nid_of(cfg.seeds[0]).mode not in cfg.modes:
+            continue
+        networks = [experiment.network(cfg, store, nid_of(seed)) for seed in cfg.seeds]
+        out.append(HeadlineRow(
+            name, label,
+            np.array([experiment.evaluation(cfg, store, n)["robust"] for n in networks]),
+            np.array([robustness.worst_case_accuracy(cfg, store, n) for n in networks]), key))
+    return out

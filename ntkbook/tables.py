@@ -1,71 +1,76 @@
 """Sections 6 and 7: the networks behind Tables 1 and 2 and their per-seed numbers.
 
 Each row is a list of per-seed values per column, computed from cached stage-2 runs,
-evaluations and kernels (shared with sections 3 and 4 wherever the settings coincide).
+evaluations, kernels and worst-case robust accuracies (shared with sections 3 and 4 wherever
+the settings coincide). "worst case" is the robust accuracy under every attack of
+:func:`ntkbook.robustness.ensemble` on the audited test images, beside the book's PGD.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from ntkbook import experiment, kernels, kernel_study
+from ntkbook import experiment, kernel_study, kernels, robustness
 from ntkbook.config import Profile
-from ntkbook.experiment import Network
+from ntkbook.experiment import NetworkId
 from ntkbook.store import Store
 
 Table = dict[str, dict[str, np.ndarray]]  # {row: {column: per-seed values}}
+WORST = "worst case"
+
+
+def _accuracies(cfg: Profile, store: Store, nid: NetworkId, prefix: str = "") -> dict[str, float]:
+    """Clean and PGD accuracy (test subset) and worst-case accuracy (audited images), %."""
+    net = experiment.network(cfg, store, nid)
+    result = experiment.evaluation(cfg, store, net)
+    return {f"{prefix}clean": result["clean"], f"{prefix}robust": result["robust"],
+            f"{prefix}{WORST}": robustness.worst_case_accuracy(cfg, store, net)}
 
 
 # --- section 6 (Table 1) ---------------------------------------------------------------
 
-def sgd_comparison_children(cfg: Profile) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Table 1's stage-2 runs as ``{row: (dynamics, options)}``: centered dynamics and
-    centered standard dynamics at each SGD learning rate, with frozen and updating BatchNorm,
-    all on benign data from the adversarial parent at ``sgd_comparison_spawn_epoch``."""
-    children = {}
+def sgd_comparison_ids(cfg: Profile, seed: int) -> dict[str, NetworkId]:
+    """Table 1's networks: the adversarial parent at ``sgd_comparison_spawn_epoch`` and its
+    children on benign data: centered dynamics and centered standard dynamics at each SGD
+    learning rate, with frozen and with updating BatchNorm."""
+    t = cfg.sgd_comparison_spawn_epoch
+    ids = {"parent": NetworkId(seed, "adversarial", t)}
     for update_bn in (False, True):
         bn = "updating BN" if update_bn else "frozen BN"
-        children[f"{bn}, centering"] = ("centered", {"update_bn": update_bn})
+        ids[f"{bn}, centering"] = NetworkId(seed, "adversarial", t, "centered",
+                                            update_bn=update_bn)
         for lr in cfg.sgd_comparison_lrs:
-            children[f"{bn}, SGD lr {lr:g}"] = ("centered_standard",
-                                                {"update_bn": update_bn, "lr": lr})
-    return children
-
-
-def sgd_comparison_networks(cfg: Profile, store: Store,
-                            seed: int) -> tuple[Network, dict[str, Network]]:
-    """The adversarial parent and its Table 1 children (see :func:`sgd_comparison_children`)."""
-    t = cfg.sgd_comparison_spawn_epoch
-    parent = experiment.stage1_network(cfg, seed, "adversarial", t, store)
-    return parent, {name: experiment.stage2_network(cfg, seed, "adversarial", t, dynamics,
-                                                    store, **options)
-                    for name, (dynamics, options) in sgd_comparison_children(cfg).items()}
+            ids[f"{bn}, SGD lr {lr:g}"] = NetworkId(seed, "adversarial", t, "centered_standard",
+                                                    lr=lr, update_bn=update_bn)
+    return ids
 
 
 def sgd_comparison(cfg: Profile, store: Store) -> Table:
-    """Table 1: clean and PGD accuracy of the parent and each child, and the kernel distance
-    between each child's (trace) kernel and the parent's."""
-    names = ["parent", *sgd_comparison_children(cfg)]
-
+    """Table 1: clean, PGD and worst-case accuracy of the parent and each child, and the
+    kernel distance between each child's (trace) kernel and the parent's."""
     def row(name: str) -> Callable[[int], dict[str, float]]:
         def measure(seed: int) -> dict[str, float]:
-            parent, children = sgd_comparison_networks(cfg, store, seed)
-            if name == "parent":
-                return experiment.evaluation(cfg, store, parent)
-            child = children[name]
-            distance = kernels.kernel_distance(kernel_study.trace_kernel(cfg, store, child),
-                                               kernel_study.trace_kernel(cfg, store, parent))
-            return {**experiment.evaluation(cfg, store, child), "distance": distance}
+            ids = sgd_comparison_ids(cfg, seed)
+            out = _accuracies(cfg, store, ids[name])
+            if name != "parent":
+                child, parent = (experiment.network(cfg, store, ids[n]) for n in (name, "parent"))
+                out["distance"] = kernels.kernel_distance(
+                    kernel_study.trace_kernel(cfg, store, child),
+                    kernel_study.trace_kernel(cfg, store, parent))
+            return out
         return measure
 
+    names = list(sgd_comparison_ids(cfg, cfg.seeds[0]))
     return experiment.over_seeds(cfg.seeds, {name: row(name) for name in names},
                                  "Table 1 networks")
 
 
 # --- section 7 (Table 2) ---------------------------------------------------------------
+
+BASELINE = "standard adversarial training"
+
 
 def base_kernel_parents(cfg: Profile) -> dict[str, tuple[str, float]]:
     """Table 2's base kernels as ``{row: (stage-1 mode, spawn epoch)}``."""
@@ -74,27 +79,39 @@ def base_kernel_parents(cfg: Profile) -> dict[str, tuple[str, float]]:
             "K_T adversarial": ("adversarial", end)}
 
 
-BASELINE = "standard adversarial training"
+def frozen_kernel_ids(cfg: Profile, seed: int) -> dict[str, dict[str, NetworkId]]:
+    """Table 2's networks: ``{row: {stage-2 data: network}}``, centered dynamics on each base
+    kernel trained on benign and on adversarial data, and the baseline (the end of
+    adversarial stage 1) under "adversarial"."""
+    ids = {row: {data: NetworkId(seed, mode, t, "centered", adversarial=data == "adversarial")
+                 for data in ("benign", "adversarial")}
+           for row, (mode, t) in base_kernel_parents(cfg).items()}
+    ids[BASELINE] = {"adversarial": NetworkId(seed, "adversarial", float(cfg.stage1_epochs))}
+    return ids
 
 
 def frozen_kernel_training(cfg: Profile, store: Store) -> Table:
-    """Table 2: centered dynamics on each base kernel, trained in stage 2 on benign and on
-    adversarial data (PGD against the centered model), clean and PGD accuracy; plus standard
-    adversarial training (the end of adversarial stage 1) as the baseline row."""
-    def row(mode: str, t: float) -> Callable[[int], dict[str, float]]:
+    """Table 2: per base kernel and stage-2 data (benign, adversarial: PGD against the
+    centered model), clean, PGD and worst-case accuracy; plus standard adversarial training
+    as the baseline row."""
+    def row(name: str) -> Callable[[int], dict[str, float]]:
         def measure(seed: int) -> dict[str, float]:
             out = {}
-            for data_kind, adversarial in (("benign", False), ("adversarial", True)):
-                result = experiment.evaluate_stage2(cfg, seed, mode, t, "centered", store,
-                                                    adversarial=adversarial)
-                out[f"{data_kind} clean"], out[f"{data_kind} robust"] = (result["clean"],
-                                                                         result["robust"])
+            for data, nid in frozen_kernel_ids(cfg, seed)[name].items():
+                out.update(_accuracies(cfg, store, nid, prefix=f"{data} "))
             return out
         return measure
 
-    def baseline(seed: int) -> dict[str, float]:
-        result = experiment.evaluate_stage1(cfg, seed, "adversarial", cfg.stage1_epochs, store)
-        return {"adversarial clean": result["clean"], "adversarial robust": result["robust"]}
+    names = list(frozen_kernel_ids(cfg, cfg.seeds[0]))
+    return experiment.over_seeds(cfg.seeds, {name: row(name) for name in names},
+                                 "Table 2 networks")
 
-    rows = {name: row(*parent) for name, parent in base_kernel_parents(cfg).items()}
-    return experiment.over_seeds(cfg.seeds, {**rows, BASELINE: baseline}, "Table 2 networks")
+
+def table_networks(cfg: Profile, seed: int) -> list[NetworkId]:
+    """Every network of Tables 1 and 2 for ``seed`` (each gets a worst-case accuracy); a
+    table needs stage-1 modes the profile may not train (Table 1: adversarial, Table 2:
+    benign and adversarial)."""
+    ids = list(sgd_comparison_ids(cfg, seed).values()) if "adversarial" in cfg.modes else []
+    if {"benign", "adversarial"} <= set(cfg.modes):
+        ids += [nid for row in frozen_kernel_ids(cfg, seed).values() for nid in row.values()]
+    return list(dict.fromkeys(ids))

@@ -2,8 +2,12 @@
 
 A *forward* is ``forward(variables, x, train) -> (logits, batch_stats)`` where ``variables``
 holds ``params``, ``batch_stats`` and, for stage 2, the parent ``params_t``. It is built
-once per (model, dynamics, BatchNorm mode) by :func:`forward_fn` so that jitted callers
-compile once and take every checkpoint as an argument.
+once per (model, dynamics, BatchNorm mode) by :func:`forward_fn`, and a train step once per
+(forward, optimiser, attack) by :func:`make_train_step`, so every checkpoint and run reuses
+the same compiled programs (which JAX's persistent cache also shares between processes).
+
+The training images live on the device; each step gathers its batch there
+(:func:`run_steps`).
 
 Adversarial batches come in two variants (profile key ``adversarial_step``):
 ``clean_then_adversarial`` is the authors' script (an SGD step on the clean batch, then
@@ -15,11 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -36,6 +41,17 @@ class TrainState(NamedTuple):
     opt_state: Any
 
 
+class StepResult(NamedTuple):
+    """A step's new state, its (last) loss, and whether loss and parameters are finite."""
+
+    state: TrainState
+    loss: jax.Array
+    finite: jax.Array
+
+
+Step = Callable[[TrainState, jax.Array, jax.Array, jax.Array], StepResult]
+
+
 @dataclasses.dataclass(frozen=True)
 class AttackSettings:
     """L-inf PGD as used inside training or evaluation."""
@@ -43,6 +59,21 @@ class AttackSettings:
     eps: float
     steps: int
     step_size: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SGD:
+    """Plain SGD with heavy-ball momentum, no weight decay (the paper's optimiser)."""
+
+    lr: float
+    momentum: float
+
+    def transform(self) -> optax.GradientTransformation:
+        return optax.sgd(self.lr, momentum=self.momentum or None)
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or parameter."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,41 +107,89 @@ def forward_fn(model: nn.Module, dynamics: str = "standard", update_bn: bool = F
     return forward
 
 
-def sgd(lr: float, momentum: float) -> optax.GradientTransformation:
-    """Plain SGD with heavy-ball momentum, no weight decay (the paper's optimiser)."""
-    return optax.sgd(lr, momentum=momentum or None)
+def init_state(variables: Variables, optimiser: SGD) -> TrainState:
+    return TrainState(variables, optimiser.transform().init(variables["params"]))
 
 
-def init_state(variables: Variables, tx: optax.GradientTransformation) -> TrainState:
-    return TrainState(variables, tx.init(variables["params"]))
+def _all_finite(tree: Any) -> jax.Array:
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf))
+                              for leaf in jax.tree_util.tree_leaves(tree)]))
 
 
-def make_train_step(forward: Forward, tx: optax.GradientTransformation, *,
-                    attack: AttackSettings | None = None, clean_first: bool = False
-                    ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], TrainState]:
-    """A jitted ``step(state, x, y, key) -> state``; adversarial when ``attack`` is given."""
+@functools.lru_cache(maxsize=None)
+def make_train_step(forward: Forward, optimiser: SGD, *, attack: AttackSettings | None = None,
+                    clean_first: bool = False) -> Step:
+    """``step(state, x, y, key) -> StepResult``; adversarial when ``attack`` is given.
 
-    def sgd_step(state: TrainState, x: jax.Array, y: jax.Array) -> TrainState:
+    Pure (not jitted): :func:`run_steps` compiles it inside an epoch, :func:`jitted_step`
+    alone.
+    """
+    tx = optimiser.transform()
+
+    def sgd_step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, jax.Array]:
         def loss_fn(params):
             logits, stats = forward({**state.variables, "params": params}, x, True)
             return cross_entropy(logits, y), stats
 
-        grads, stats = jax.grad(loss_fn, has_aux=True)(state.variables["params"])
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.variables["params"])
         updates, opt_state = tx.update(grads, state.opt_state, state.variables["params"])
         params = optax.apply_updates(state.variables["params"], updates)
         return TrainState({**state.variables, "params": params, "batch_stats": stats},
-                          opt_state)
+                          opt_state), loss
 
-    def step(state: TrainState, x: jax.Array, y: jax.Array, key: jax.Array) -> TrainState:
-        if attack is None:
-            return sgd_step(state, x, y)
-        if clean_first:
-            state = sgd_step(state, x, y)
-        x_adv = pgd_linf(lambda z: forward(state.variables, z, False)[0], x, y, eps=attack.eps,
+    def step(state: TrainState, x: jax.Array, y: jax.Array, key: jax.Array) -> StepResult:
+        finite = jnp.array(True)
+        if attack is not None:
+            if clean_first:
+                state, loss = sgd_step(state, x, y)
+                finite = jnp.isfinite(loss)
+            x = pgd_linf(lambda z: forward(state.variables, z, False)[0], x, y, eps=attack.eps,
                          steps=attack.steps, step_size=attack.step_size, key=key)
-        return sgd_step(state, x_adv, y)
+        state, loss = sgd_step(state, x, y)
+        finite = finite & jnp.isfinite(loss) & _all_finite(state.variables["params"])
+        return StepResult(state, loss, finite)
 
+    return step
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_step(step: Step) -> Step:
+    """One compiled training step on given inputs (benchmarks and tests)."""
     return jax.jit(step)
+
+
+@functools.lru_cache(maxsize=None)
+def _step_on_device_data(step: Step) -> Callable:
+    """The compiled ``(state, images, labels, indices, key) -> StepResult``: the batch is
+    gathered on the device from the resident training set."""
+    def run(state: TrainState, images: jax.Array, labels: jax.Array, indices: jax.Array,
+            key: jax.Array) -> StepResult:
+        return step(state, images[indices], labels[indices], key)
+
+    return jax.jit(run)
+
+
+def run_steps(state: TrainState, step: Step, images: jax.Array, labels: jax.Array,
+              batches: np.ndarray, global_steps: np.ndarray,
+              seed: int) -> tuple[TrainState, np.ndarray, np.ndarray]:
+    """Run ``step`` over ``batches`` (S, B) of indices into the device-resident ``images``;
+    step ``i`` draws its PGD key from ``global_steps[i]`` (:func:`step_key`). Returns the state
+    and the per-step losses and finiteness flags (read back once, at the end).
+
+    One compiled call per step, not a ``lax.scan`` over the epoch: on XLA:CPU a scan made
+    epochs 10-20x slower (convolutions inside a loop body lose their fast path) and changed
+    the floating-point order (benchmarks/RESULTS.md).
+    """
+    program = _step_on_device_data(step)
+    losses, finite = [], []
+    for indices, global_step in zip(batches, global_steps, strict=True):
+        result = program(state, images, labels, jnp.asarray(indices, jnp.int32),
+                         step_key(seed, int(global_step)))
+        state = result.state
+        losses.append(result.loss)
+        finite.append(result.finite)
+    return state, np.asarray(jnp.stack(losses)), np.asarray(jnp.stack(finite))
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -118,26 +197,14 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return n // batch_size
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
-    """Index batches of one epoch, shuffled by (seed, epoch): resumable and reproducible."""
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """The (steps, batch_size) index batches of one epoch, shuffled by (seed, epoch):
+    resumable and reproducible."""
     order = np.random.default_rng([seed, epoch]).permutation(n)
-    for b in range(steps_per_epoch(n, batch_size)):
-        yield order[b * batch_size:(b + 1) * batch_size]
+    steps = steps_per_epoch(n, batch_size)
+    return order[:steps * batch_size].reshape(steps, batch_size)
 
 
 def step_key(seed: int, step: int) -> jax.Array:
     """The PGD random-start key of global step ``step``."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), step)
-
-
-def run_epoch(state: TrainState, step: Callable, images: np.ndarray, labels: np.ndarray, *,
-              batch_size: int, seed: int, epoch: int,
-              after_step: Callable[[int, TrainState], None] | None = None) -> TrainState:
-    """One pass over the data; ``after_step(global_step, state)`` runs after each batch."""
-    per_epoch = steps_per_epoch(len(labels), batch_size)
-    for b, idx in enumerate(epoch_batches(len(labels), batch_size, seed, epoch)):
-        global_step = epoch * per_epoch + b + 1
-        state = step(state, images[idx], labels[idx], step_key(seed, global_step))
-        if after_step is not None:
-            after_step(global_step, state)
-    return state

@@ -2,27 +2,41 @@ import shlex
 
 import pytest
 
-from ntkbook import cli, config, paper, report
+from ntkbook import cli, config, jobs, paper, report
 
 
-def test_paper_plan_splits_into_independent_jobs():
+def test_paper_plan_splits_into_independent_jobs(capsys):
     cfg = config.load_profile("paper")
-    jobs = list(cli.plan(cfg))
-    stage1 = [j for j in jobs if " stage1 " in j]
-    kernels = [j for j in jobs if " kernels " in j]
-    stage2 = [j for j in jobs if " stage2 " in j]
+    assert cli.main(["plan", "--profile", "paper"]) == 0  # needs no data: paper-scale is absent
+    lines = capsys.readouterr().out.splitlines()
+    stage1 = [j for j in lines if " stage1 " in j]
+    kernels = [j for j in lines if " kernels " in j]
+    stage2 = [j for j in lines if " stage2 " in j]
+    audits = [j for j in lines if " audit " in j]
     assert len(stage1) == len(kernels) == 3 * 3  # seeds x modes
     section4 = 2 * len(cfg.spawn_epochs) * 2  # modes x t x dynamics
     table1 = 2 * 3 - 1  # (centering, SGD at 2 rates) x 2 BN modes; frozen centering is in 4
     table2 = 3  # adversarial stage 2 on K_0, K_T benign, K_T adversarial (benign ones in 4)
-    assert len(stage2) == 3 * (section4 + table1 + table2)
+    assert len(stage2) == 3 * (section4 + table1 + table2)  # the audited networks are among them
+    assert len(audits) == 3  # one per seed
     assert sum("--lr 0.0001 --update-bn" in j for j in stage2) == 3
     assert sum("--adversarial" in j for j in stage2) == 3 * 3
-    assert len(set(jobs)) == len(jobs)
-    assert jobs.index(stage1[-1]) < jobs.index(stage2[0])
-    for job in jobs:
-        args = cli.parser().parse_args(shlex.split(job)[1:])  # every line is a valid command
+    assert len(set(lines)) == len(lines) == len(jobs.plan(cfg))
+    assert lines.index(stage1[-1]) < lines.index(stage2[0]) < lines.index(audits[0])
+    for line in lines:
+        args = cli.parser().parse_args(shlex.split(line)[1:])  # every line is a valid command
         assert args.profile == "paper"
+
+
+def test_jobs_depend_on_their_stage1_run_and_audits_on_their_seed():
+    cfg = config.load_profile("paper")
+    plan = jobs.plan(cfg)
+    stage2 = next(j for j in plan if j.command == "stage2" and j.mode == "benign")
+    assert jobs.dependencies(stage2, plan) == [jobs.Job("stage1", stage2.seed, "benign")]
+    audit = next(j for j in plan if j.command == "audit")
+    needed = jobs.dependencies(audit, plan)
+    assert {j.seed for j in needed} == {audit.seed}
+    assert {j.command for j in needed} == {"stage1", "stage2"}
 
 
 def test_bad_command_line_values_fail_before_compute(capsys):

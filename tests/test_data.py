@@ -19,9 +19,7 @@ def write_records(path, labels, rng, archive=CIFAR10):
 @pytest.fixture
 def fake_root(tmp_path, monkeypatch):
     monkeypatch.setenv("NTKBOOK_DATA_DIR", str(tmp_path))
-    data.load_split.cache_clear()
-    yield tmp_path
-    data.load_split.cache_clear()
+    return tmp_path
 
 
 def test_partial_folder_is_read_with_layout_and_scaling(fake_root):

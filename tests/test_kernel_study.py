@@ -40,14 +40,15 @@ def test_kernel_evolution_statistics_have_the_figure_shapes(tiny, store):
     epochs = list(tiny.checkpoint_epochs)
     stats = kernel_study.kernel_evolution(tiny, store, 0, "benign", epochs)
     assert stats["velocity"].shape == (len(epochs) - 1,)
-    assert stats["distance_to_final"][-1] == 0.0
+    # S(K, K) is 1 - sum(K*K) / (norm(K) norm(K)): two routines, equal up to rounding
+    assert stats["distance_to_final"][-1] == pytest.approx(0.0, abs=1e-12)
     assert np.all(stats["velocity"] > 0)
     assert np.all((stats["mean_specialization"] >= 0) & (stats["mean_specialization"] <= 10))
 
 
 def test_cifar100_keeps_only_the_trace_kernel_and_no_specialization(store):
     hundred = config.load_profile("smoke", **{**TINY, "dataset": "cifar100", "n_train": 200,
-                                              "n_kernel": 100, "n_test": 100,
+                                              "n_kernel": 100, "n_test": 100, "audit_images": 100,
                                               "eval_batch_size": 100, "stage1_epochs": 1,
                                               "modes": ["benign"],
                                               "fractional_epochs": [], "spawn_epochs": [0],

@@ -43,23 +43,60 @@ def relative_error(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+def budget(params, strategy: str, n: int, block: int = 4) -> int:
+    """A memory budget that makes :func:`kernels.plan_kernel` choose ``strategy`` for n images."""
+    per_logit = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params)) * \
+        jax.tree_util.tree_leaves(params)[0].dtype.itemsize
+    return {"all": 10 * n * per_logit, "per_logit": n * per_logit,
+            "blocked": 2 * block * per_logit}[strategy]
+
+
+STRATEGIES = ["all", "per_logit", "blocked"]
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_kernels_equal_explicit_jacobian_products_in_float64(kind):
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_kernels_equal_explicit_jacobian_products_in_float64(kind, strategy):
     with jax.enable_x64(True):
         apply_fn, params, x = tiny_net(2, jnp.float64)
         full = explicit_kernels(apply_fn, params, x, x)
-        for block_size in (None, 4):  # unblocked, and blocks that do not divide N
-            k = kernels.empirical_ntk(apply_fn, params, x, kind=kind, block_size=block_size)
-            assert k.dtype == np.float64
-            assert relative_error(k, expected(full, kind)) < 1e-6, block_size
+        # blocks of 4 do not divide the 6 images
+        k = kernels.empirical_ntk(apply_fn, params, x, kind=kind,
+                                  memory_bytes=budget(params, strategy, len(x)))
+        assert k.dtype == np.float64
+        assert relative_error(k, expected(full, kind)) < 1e-6
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_image_jacobian_is_computed_as_often_as_the_plan_says(strategy, monkeypatch):
+    apply_fn, params, x = tiny_net(2, jnp.float32, n=10)
+    computed = []
+    original = kernels._jacobians
+
+    def counting(fn, p, context, images, logits, chunk):
+        computed.append(len(images) * len(logits) / 10)  # in whole-image (10-logit) Jacobians
+        return original(fn, p, context, images, logits, chunk)
+
+    monkeypatch.setattr(kernels, "_jacobians", counting)
+    memory = budget(params, strategy, len(x), block=3)
+    kernels.empirical_ntk(apply_fn, params, x, kind="per_class", memory_bytes=memory)
+    plan = kernels.plan_kernel(10, None, 10, sum(a.size for a in jax.tree_util.tree_leaves(params)),
+                               4, True, memory)
+    assert plan.strategy == strategy
+    assert sum(computed) == pytest.approx(plan.jacobians)
+    if strategy != "blocked":
+        assert sum(computed) == pytest.approx(10)  # every image's Jacobian exactly once
+    else:
+        assert 10 < sum(computed) < 2 * 10 * 10  # blocks are recomputed, not all pairs
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_cross_kernel_is_the_transpose_of_the_swapped_one(kind):
     with jax.enable_x64(True):
         apply_fn, params, x = tiny_net(2, jnp.float64, n=7)
-        k12 = kernels.empirical_ntk(apply_fn, params, x[:3], x[3:], kind=kind, block_size=2)
-        k21 = kernels.empirical_ntk(apply_fn, params, x[3:], x[:3], kind=kind, block_size=2)
+        k12 = kernels.empirical_ntk(apply_fn, params, x[:3], x[3:], kind=kind,
+                                    memory_bytes=budget(params, "blocked", 7, block=2))
+        k21 = kernels.empirical_ntk(apply_fn, params, x[3:], x[:3], kind=kind)
         full = explicit_kernels(apply_fn, params, x[:3], x[3:])
     np.testing.assert_allclose(k12, expected(full, kind), rtol=1e-9, atol=1e-12)
     swapped = np.swapaxes(k21, -1, -2)
@@ -71,7 +108,7 @@ def test_cross_kernel_is_the_transpose_of_the_swapped_one(kind):
 def test_smoke_model_kernel_in_float32():
     apply_fn, params, x = tiny_net(8, jnp.float32, n=5)
     full = explicit_kernels(apply_fn, params, x, x)
-    k = kernels.empirical_ntk(apply_fn, params, x, kind="per_class", block_size=2)
+    k = kernels.empirical_ntk(apply_fn, params, x, kind="per_class")
     assert relative_error(k, expected(full, "per_class")) < 1e-4
 
 
@@ -81,10 +118,28 @@ def test_bad_kernel_kind_is_rejected():
         kernels.empirical_ntk(apply_fn, params, x, kind=("logit", 10))
 
 
-def test_block_size_follows_the_memory_budget():
-    # ResNet-18 width 64: 11.2M params x 10 logits x 4 bytes = 447 MB per image
-    assert kernels.block_size_for(11_173_962, 10, 4, memory_bytes=8 * 2**30) == 9
-    assert kernels.block_size_for(11_173_962, 10, 4, memory_bytes=2**20) == 1
+def test_the_plan_follows_the_memory_budget():
+    # ResNet-18 width 64: 11.2M params x 10 logits x 4 bytes = 447 MB per image, 500 images
+    paper = dict(n1=500, n2=None, num_logits=10, num_params=11_173_962, itemsize=4)
+    on_h100 = kernels.plan_kernel(**paper, diagonal_only=True, memory_bytes=40 * 2**30)
+    assert (on_h100.strategy, on_h100.jacobians) == ("per_logit", 500)  # 22 GB per logit
+    # 8 GiB: two blocks of 96 images' gradients of one logit (44.7 MB each)
+    blocked = kernels.plan_kernel(**paper, diagonal_only=True, memory_bytes=8 * 2**30)
+    assert (blocked.strategy, blocked.block) == ("blocked", 96)
+    # 6 row blocks (5 x 96 + 20), each computed once, and again as a column once per earlier
+    # row block: 500 + 96 (1 + 2 + 3 + 4) + 20 * 5 = 1560 image Jacobians, 3.1x the ideal
+    assert blocked.jacobians == 1560
+    full = kernels.plan_kernel(**paper, diagonal_only=False, memory_bytes=40 * 2**30)
+    assert (full.strategy, full.block) == ("blocked", 48)  # every logit at once
+    small = kernels.plan_kernel(500, None, 10, 6_418, 4, True, 2**30)
+    assert (small.strategy, small.jacobians) == ("all", 500)
+
+
+def test_memory_budget_can_be_set(monkeypatch):
+    monkeypatch.setenv("NTKBOOK_KERNEL_MEMORY_MB", "3")
+    assert kernels.memory_budget() == 3 * 2**20
+    monkeypatch.delenv("NTKBOOK_KERNEL_MEMORY_MB")
+    assert kernels.memory_budget() > 2**20  # half the free memory of this machine
 
 
 def test_kernel_distance_on_known_pairs():

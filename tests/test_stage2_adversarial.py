@@ -5,8 +5,8 @@ import numpy as np
 
 from ntkbook import experiment, models
 from ntkbook.attacks import pgd_linf
-from ntkbook.train import (AttackSettings, TrainState, forward_fn, init_state, make_train_step,
-                           sgd)
+from ntkbook.train import (SGD, AttackSettings, TrainState, forward_fn, init_state,
+                           jitted_step, make_train_step)
 
 
 def test_adversarial_stage2_step_attacks_the_centered_logits(tiny, store):
@@ -18,13 +18,14 @@ def test_adversarial_stage2_step_attacks_the_centered_logits(tiny, store):
     x, y = split.images[:16], split.labels[:16]
     key = jax.random.PRNGKey(7)
     attack = AttackSettings(8 / 255, 3, 4 / 255)
-    tx = sgd(0.1, 0.0)
+    optimiser = SGD(0.1, 0.0)
     centered = forward_fn(model, "centered")
-    step = make_train_step(centered, tx, attack=attack)
-    after = step(init_state(variables, tx), x, y, key)
+    step = jitted_step(make_train_step(centered, optimiser, attack=attack))
+    after = step(init_state(variables, optimiser), x, y, key).state
 
     def step_on(examples):  # one plain SGD step of the centered model on given inputs
-        return make_train_step(centered, tx)(init_state(variables, tx), examples, y, key)
+        return jitted_step(make_train_step(centered, optimiser))(
+            init_state(variables, optimiser), examples, y, key).state
 
     def attack_of(logits_fn):
         return pgd_linf(logits_fn, x, y, eps=attack.eps, steps=attack.steps,

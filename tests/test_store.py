@@ -31,10 +31,10 @@ def test_flipped_byte_is_detected_and_recomputed(store, caplog):
         return {"value": np.ones(1000)}
 
     store.get_or_compute(spec, compute)
-    payload = store.path(spec) / "payload.msgpack"
-    raw = bytearray(payload.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    payload.write_bytes(bytes(raw))
+    entry = store.path(spec)
+    raw = bytearray(entry.read_bytes())
+    raw[-len(raw) // 4] ^= 0xFF  # a byte of the payload
+    entry.write_bytes(bytes(raw))
     result = store.get_or_compute(spec, compute)
     assert len(calls) == 2 and np.array_equal(result["value"], np.ones(1000))
     assert "corrupted cache entry" in caplog.text
