@@ -1,22 +1,18 @@
-"""Time, peak memory and achieved FLOP/s of the empirical trace NTK on the active JAX device.
+"""The empirical NTK against its ideal cost, on the active JAX device.
 
-    python benchmarks/kernel_throughput.py [--cases small_cnn:8:100 small_cnn:8:500 ...]
+    python benchmarks/kernel_throughput.py [--cases small_cnn:16:256 resnet18:16:100]
 
-A case is model:width:N (N images, random, BatchNorm in eval mode). Each case runs in its own
-process so peak memory is its own (max RSS on CPU, the device's peak bytes on GPU). FLOPs are
-XLA's cost analysis of one Jacobian block and one contraction block, times the number of
-blocks ``empirical_ntk`` computes; the wall time includes its compilations. The reference is
-a float32 matmul of two 4096 x 4096 matrices on the same device. Results go to RESULTS.md.
+A case is model:width:N (N random images, BatchNorm in eval mode, trace kernel). For each:
+``empirical_ntk`` with the default memory budget (every Jacobian once), the ideal ("every
+per-image Jacobian once, in one vmapped call, then one Gram matmul"), and ``empirical_ntk``
+with a budget of a quarter of the Jacobians (the blocked layout), with its recomputation
+factor. Times are medians of compiled calls (compilation reported apart). Results go to
+RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import resource
-import subprocess
-import sys
 import time
 
 import jax
@@ -24,88 +20,68 @@ import jax.numpy as jnp
 
 from ntkbook import kernels, models
 
-DEFAULT_CASES = ["small_cnn:8:100", "small_cnn:8:500", "resnet18:16:100", "resnet18:16:500",
-                 "resnet18:64:100", "resnet18:64:500"]
+DEFAULT_CASES = ["small_cnn:16:256", "small_cnn:8:500", "resnet18:16:100"]
 
 
-def matmul_flops_per_second(n: int = 4096, repeats: int = 5) -> float:
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
-    matmul = jax.jit(jnp.dot)
-    matmul(a, a).block_until_ready()
+def median_seconds(fn, repeats: int = 3) -> tuple[float, float]:
+    """(first call, median of ``repeats`` later calls) in seconds."""
     start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    times = []
     for _ in range(repeats):
-        matmul(a, a).block_until_ready()
-    return repeats * 2 * n**3 / (time.perf_counter() - start)
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return first, sorted(times)[len(times) // 2]
 
 
-def _flops(fn, *args) -> float:
-    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("flops", math.nan))
+def ideal_kernel(apply_fn, params, x):
+    """Every per-image Jacobian once (one vmapped jacrev over all images), one Gram matmul."""
+    def jacobians(p, images):
+        jac = jax.vmap(jax.jacrev(lambda q, im: apply_fn(q, im[None])[0]), in_axes=(None, 0))(
+            p, images)
+        return jnp.concatenate([leaf.reshape(len(images), 10, -1)
+                                for leaf in jax.tree_util.tree_leaves(jac)], axis=-1)
+
+    program = jax.jit(lambda p, images: jnp.einsum("icp,jcp->ij", jacobians(p, images),
+                                                   jacobians(p, images)) / 10)
+    return lambda: program(params, x)
 
 
-def kernel_flops(apply_fn, params, n: int, block: int, num_classes: int) -> float:
-    """FLOPs of the blocked symmetric trace kernel (Jacobian blocks + contractions)."""
-    x = jnp.zeros((block, 32, 32, 3))
-
-    def jacobian(p, images):
-        jac = jax.vmap(jax.jacrev(lambda q, im: apply_fn(q, im[None])[0]),
-                       in_axes=(None, 0))(p, images)
-        return [leaf.reshape(block, num_classes, -1) for leaf in jax.tree_util.tree_leaves(jac)]
-
-    j = jax.eval_shape(jacobian, params, x)
-    j = [jnp.zeros(s.shape, s.dtype) for s in j]
-    rows = math.ceil(n / block)
-    pairs = rows * (rows + 1) // 2
-    contract = lambda a, b: sum(jnp.einsum("icp,jcp->ij", u, v) for u, v in zip(a, b, strict=True))  # noqa: E731
-    # per row one Jacobian, reused on the diagonal, plus one per off-diagonal block: ``pairs``
-    return pairs * (_flops(jacobian, params, x) + _flops(contract, j, j))
-
-
-def run_case(case: str) -> dict:
+def run_case(case: str) -> None:
     name, width, n = case.split(":")
+    n = int(n)
     model = models.build_model(name, 10, int(width))
     variables = models.init_variables(model, jax.random.PRNGKey(0))
     apply_fn = models.eval_apply(model, variables["batch_stats"])
     params = variables["params"]
-    x = jax.random.uniform(jax.random.PRNGKey(1), (int(n), 32, 32, 3))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (n, 32, 32, 3))
     num_params = models.count_params(params)
-    block = min(int(n), kernels.block_size_for(num_params, 10, 4))
-    start = time.perf_counter()
-    jax.block_until_ready(kernels.empirical_ntk(apply_fn, params, x, kind="trace"))
-    seconds = time.perf_counter() - start
-    device = jax.devices()[0]
-    stats = device.memory_stats() or {}
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    peak = stats.get("peak_bytes_in_use") or rss
-    flops = kernel_flops(apply_fn, params, int(n), block, 10)
-    return {"case": case, "params": num_params, "block": block, "seconds": seconds,
-            "peak_gb": peak / 1e9, "gflops": flops / 1e9, "achieved": flops / seconds}
+    jacobian_bytes = n * 10 * num_params * 4
+    quarter = jacobian_bytes // 4
+    plan = kernels.plan_kernel(n, None, 10, num_params, 4, True, quarter)
+    ours_first, ours = median_seconds(lambda: kernels.empirical_ntk(apply_fn, params, x))
+    ideal_first, ideal = median_seconds(ideal_kernel(apply_fn, params, x))
+    blocked_first, blocked = median_seconds(
+        lambda: kernels.empirical_ntk(apply_fn, params, x, memory_bytes=quarter))
+    print(f"| {name} width {width} | {num_params:,} | {n} | {jacobian_bytes / 2**20:.0f} MiB | "
+          f"{ideal:.2f} s | {ours:.2f} s ({ours / ideal:.2f}x) | "
+          f"{blocked:.2f} s ({blocked / ideal:.2f}x; {plan.strategy}, blocks of {plan.block}, "
+          f"{plan.jacobians / n:.2f} Jacobians per image) | "
+          f"{ideal_first:.1f} / {ours_first:.1f} / {blocked_first:.1f} s |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="*", default=DEFAULT_CASES)
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case, print JSON
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(run_case(args.one)))
-        return
-    reference = matmul_flops_per_second()
-    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}; "
-          f"float32 matmul: {reference / 1e9:.1f} GFLOP/s; kernel memory budget "
-          f"{kernels.DEFAULT_MEMORY_BYTES / 2**20:.0f} MiB")
-    print("| model | parameters | N | block | time | peak memory | GFLOP | achieved | of matmul |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"device: {jax.devices()[0].device_kind}, jax {jax.__version__}")
+    print("| model | parameters | N | Jacobians | ideal | empirical_ntk | blocked (budget: a "
+          "quarter of the Jacobians) | first calls (ideal / ours / blocked) |")
+    print("|---|---|---|---|---|---|---|---|")
     for case in args.cases:
-        out = subprocess.run([sys.executable, __file__, "--one", case], capture_output=True,
-                             text=True, check=True).stdout.strip().splitlines()[-1]
-        r = json.loads(out)
-        name, width, n = case.split(":")
-        print(f"| {name} width {width} | {r['params']:,} | {n} | {r['block']} | "
-              f"{r['seconds']:.1f} s | {r['peak_gb']:.2f} GB | {r['gflops']:,.0f} | "
-              f"{r['achieved'] / 1e9:.1f} GFLOP/s | {100 * r['achieved'] / reference:.0f} % |",
-              flush=True)
+        run_case(case)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""Images per second of the training-loop kernels on the active JAX device.
+"""Training steps, attacks and their cost on the active JAX device (compiled, after warm-up).
 
-    python benchmarks/throughput.py [--models small_cnn:8 resnet18:16 resnet18:64] [--batch 128]
+    python benchmarks/throughput.py [--models small_cnn:8 small_cnn:16 resnet18:16] [--batch 128]
 
-For each model: a standard SGD step (BatchNorm in train mode, as in stage 1), the same with
-frozen BatchNorm, one PGD iteration, and linearized / centered stage-2 steps (one jax.jvp
-inside the gradient, frozen BatchNorm). The paper puts linearized training at ~2x a standard
-step; the ratio printed is linearized / standard. Results are recorded in RESULTS.md.
+Per model: a standard SGD step with BatchNorm in train mode (stage 1) and frozen (the baseline
+of stage 2), linearized and centered stage-2 steps (frozen BatchNorm, one jax.jvp inside the
+gradient), one PGD iteration through the plain network and through the centered model, and,
+per image, the audit's attacks (APGD-CE and one APGD-T target per iteration, Square per
+query) against one PGD iteration. Results are recorded in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import time
 import jax
 import jax.numpy as jnp
 
-from ntkbook import models
-from ntkbook.attacks import pgd_linf
-from ntkbook.train import forward_fn, init_state, make_train_step, sgd
+from ntkbook import attacks, models
+from ntkbook.train import SGD, forward_fn, init_state, jitted_step, make_train_step
+
+EPS = 4 / 255
+ITERATIONS = 10  # attack iterations timed per call
 
 
 def seconds_per_call(fn, *args, repeats: int) -> float:
@@ -33,13 +36,28 @@ def seconds_per_call(fn, *args, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def _attack_program(kind: str, forward, variables):
+    logits = lambda z: forward(variables, z, False)[0]  # noqa: E731
+    programs = {
+        "pgd": lambda x, y, k: attacks.pgd_linf(logits, x, y, eps=EPS, steps=ITERATIONS,
+                                                step_size=EPS / 4, key=k),
+        "apgd": lambda x, y, k: attacks.apgd_linf(logits, x, y, eps=EPS, steps=ITERATIONS,
+                                                  key=k),
+        "apgd_t": lambda x, y, k: attacks.apgd_linf(logits, x, y, eps=EPS, steps=ITERATIONS,
+                                                    key=k, target=(y + 1) % 10),
+        "square": lambda x, y, k: attacks.square_linf(logits, x, y, eps=EPS,
+                                                      queries=ITERATIONS, key=k),
+    }
+    return jax.jit(programs[kind])
+
+
 def bench_model(name: str, width: int, batch: int, repeats: int) -> dict[str, float]:
     model = models.build_model(name, 10, width)
     variables = models.init_variables(model, jax.random.PRNGKey(0))
     x = jax.random.uniform(jax.random.PRNGKey(1), (batch, 32, 32, 3))
     y = jnp.arange(batch) % 10
     key = jax.random.PRNGKey(2)
-    tx = sgd(0.01, 0.9)
+    optimiser = SGD(0.01, 0.9)
     stage2 = {**variables, "params_t": variables["params"]}
     steps = {
         "standard (train BN)": (forward_fn(model, "standard", True), variables),
@@ -49,27 +67,38 @@ def bench_model(name: str, width: int, batch: int, repeats: int) -> dict[str, fl
     }
     out = {}
     for label, (forward, start) in steps.items():
-        step = make_train_step(forward, tx)
-        out[label] = seconds_per_call(step, init_state(start, tx), x, y, key, repeats=repeats)
-    apply_fn = models.eval_apply(model, variables["batch_stats"])
-    pgd = jax.jit(lambda params, x, y, key: pgd_linf(
-        lambda z: apply_fn(params, z), x, y, eps=4 / 255, steps=1, step_size=0.004, key=key))
-    out["PGD iteration"] = seconds_per_call(pgd, variables["params"], x, y, key,
-                                            repeats=repeats)
+        step = jitted_step(make_train_step(forward, optimiser))
+        out[label] = seconds_per_call(step, init_state(start, optimiser), x, y, key,
+                                      repeats=repeats)
+    for label, forward, start in (("PGD iteration", forward_fn(model), variables),
+                                  ("PGD iteration, centered", forward_fn(model, "centered"),
+                                   stage2)):
+        out[label] = seconds_per_call(_attack_program("pgd", forward, start), x, y, key,
+                                      repeats=repeats) / ITERATIONS
+    for kind, label in (("apgd", "APGD-CE iteration"), ("apgd_t", "APGD-T iteration (1 target)"),
+                        ("square", "Square query")):
+        out[label] = seconds_per_call(_attack_program(kind, forward_fn(model), variables), x, y,
+                                      key, repeats=repeats) / ITERATIONS
     print(f"\n{name} width {width}: {models.count_params(variables['params']):,} parameters, "
           f"batch {batch}")
     for label, seconds in out.items():
-        print(f"  {label:<22} {seconds * 1e3:9.1f} ms  {batch / seconds:9.0f} images/s")
-    print(f"  linearized / standard (train BN)  = "
-          f"{out['linearized'] / out['standard (train BN)']:.2f}x")
-    print(f"  linearized / standard (frozen BN) = "
-          f"{out['linearized'] / out['standard (frozen BN)']:.2f}x")
+        print(f"  {label:<28} {seconds * 1e3:9.2f} ms  {batch / seconds:9.0f} images/s")
+    frozen = out["standard (frozen BN)"]
+    print(f"  linearized / standard (frozen BN) = {out['linearized'] / frozen:.2f}x, "
+          f"centered / standard (frozen BN) = {out['centered'] / frozen:.2f}x")
+    print(f"  PGD through the centered model / through the network = "
+          f"{out['PGD iteration, centered'] / out['PGD iteration']:.2f}x")
+    pgd = out["PGD iteration"]
+    print("  per image, against one PGD iteration: " + ", ".join(
+        f"{label} {out[label] / pgd:.2f}x" for label in
+        ("APGD-CE iteration", "APGD-T iteration (1 target)", "Square query")))
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=["small_cnn:8", "resnet18:16", "resnet18:64"])
+    parser.add_argument("--models", nargs="*", default=["small_cnn:8", "small_cnn:16",
+                                                       "resnet18:16"])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()

@@ -1,4 +1,5 @@
-"""ntkbook: the protocol of Loo et al. (NeurIPS 2022) as a tested, cached library for a Jupyter Book.
+"""ntkbook: the protocol of Loo et al. (NeurIPS 2022) as a tested, cached library for a
+Jupyter Book.
 
 Importing it points JAX's persistent compilation cache into the ntkbook cache folder
 (:mod:`ntkbook.compilation`), so notebook kernels and jobs share compiled programs.

@@ -154,8 +154,8 @@ def build(profile: str = "smoke", output: Path | None = None, only: list[str] | 
     """Execute the book's notebooks under ``profile`` and render HTML; return the HTML folder.
 
     ``only`` restricts execution to notebooks whose name contains one of the strings; the
-    others keep the outputs of the last build (or are rendered without them). ``from_results`` renders the published run of the
-    profile instead, executing nothing.
+    others keep the outputs of the last build (or are rendered without them).
+    ``from_results`` renders the published run of the profile instead, executing nothing.
     """
     cfg = config.load_profile(profile)
     if from_results:

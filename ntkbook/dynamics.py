@@ -28,7 +28,8 @@ def _delta(params: Params, params_t: Params) -> Params:
 
 def first_order_terms(apply_fn: Callable, params_t: Params, params: Params, x: jax.Array,
                       *, has_aux: bool = False) -> tuple:
-    """``(f0, delta_f)`` or ``(f0, delta_f, aux)``: ``f(params_t)`` and ``J (params - params_t)``."""
+    """``(f0, delta_f)`` or ``(f0, delta_f, aux)``: ``f(params_t)`` and
+    ``J (params - params_t)``."""
     return jax.jvp(lambda p: apply_fn(p, x), (params_t,), (_delta(params, params_t),),
                    has_aux=has_aux)
 

@@ -134,7 +134,8 @@ def run_local(cfg: Profile, profile: str, store: Store, *, max_jobs: int, gpus_p
                 finished.add(job)
                 print(f"done    {job.label}", flush=True)
             except Exception as error:  # noqa: BLE001 - reported, the grid goes on
-                failed[job] = f"{str(error).strip().splitlines()[-1]} (log: {submitted.paths.stderr})"
+                last_line = str(error).strip().splitlines()[-1]
+                failed[job] = f"{last_line} (log: {submitted.paths.stderr})"
                 print(f"FAILED  {job.label}: {failed[job]}", flush=True)
     for job, why in failed.items():
         print(f"failed: {job.label}: {why}")

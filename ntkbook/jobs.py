@@ -148,9 +148,9 @@ def _accuracy_line(label: str, result: dict[str, float]) -> str:
 
 
 def _worst_cases(cfg: Profile, store: Store, ids: list[NetworkId]) -> list[str]:
-    return [f"{experiment.network(cfg, store, nid).label}: worst case "
-            f"{robustness.worst_case_accuracy(cfg, store, experiment.network(cfg, store, nid)):.2f}%"
-            for nid in ids]
+    networks = [experiment.network(cfg, store, nid) for nid in ids]
+    return [f"{net.label}: worst case {robustness.worst_case_accuracy(cfg, store, net):.2f}%"
+            for net in networks]
 
 
 def _stage1(cfg: Profile, store: Store, job: Job) -> list[str]:

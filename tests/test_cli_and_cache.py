@@ -50,7 +50,7 @@ def test_clean_and_pgd_line_styles_are_in_the_legend():
     curves = {"benign": np.ones((2, 3, 2)), "adversarial": np.ones((2, 3, 2))}
     legend = plots.stage1_accuracy(cfg, [0, 1, 2], curves).axes[0].get_legend()
     styles = {t.get_text(): h.get_linestyle() for t, h in zip(legend.get_texts(),
-                                                              legend.legend_handles)}
+                                                              legend.legend_handles, strict=True)}
     assert styles["clean"] == "-" and styles["PGD"] == "--"
 
 

@@ -63,7 +63,8 @@ def test_first_order_term_matches_a_central_finite_difference(net):
 def test_centered_is_linear_in_the_parameter_offset(net):
     apply_fn, params, direction, x = net
     f_cen = dynamics.centered(apply_fn, params)
-    one, three = f_cen(shifted(params, direction, 1.0), x), f_cen(shifted(params, direction, 3.0), x)
+    one = f_cen(shifted(params, direction, 1.0), x)
+    three = f_cen(shifted(params, direction, 3.0), x)
     np.testing.assert_allclose(three, 3 * one, rtol=1e-4, atol=1e-5)
 
 

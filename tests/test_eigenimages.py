@@ -33,7 +33,7 @@ def test_direction_from_the_gradient_trick_equals_jacobian_transpose_u():
         stacked = eigenimages.parameter_directions(logit_fn, params, stats, x, u)
         for i in range(2):
             direction, _ = jax.flatten_util.ravel_pytree(
-                jax.tree_util.tree_map(lambda leaf: leaf[i], stacked))
+                jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], stacked))
             np.testing.assert_allclose(direction, jacobian.T @ u[:, i], rtol=1e-10, atol=1e-12)
 
 
