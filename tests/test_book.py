@@ -1,19 +1,22 @@
 """The book pipeline: papermill execution, error reporting, and the full smoke build."""
 
+import json
 import re
+import time
 
 import nbformat
 import pytest
 
-from ntkbook import book
+from ntkbook import book, report
 
 PROTOCOL = book.ROOT / "book" / "protocol.ipynb"
 PAGES = [  # (page, figures at least, a number of the paper it must state)
     ("protocol", 1, "51.77"), ("kernel_evolution", 1, "claim"),
     ("linearized_training", 2, "55.46"), ("transferability", 1, "tau"),
     ("sgd_vs_linearized", 0, "62.09"), ("frozen_kernel_adversarial_training", 0, "76.15"),
-    ("ntk_eigenvectors", 1, "eigenvalues"),
+    ("ntk_eigenvectors", 1, "eigenvalues"), ("robustness_audit", 1, "76.15"),
 ]
+NOISE = ("IProgress not found", "Unable to initialize backend", "Passed unknown parameter")
 
 
 def test_committed_notebooks_have_no_outputs():
@@ -74,3 +77,29 @@ def test_smoke_book_builds_with_pages_and_figures(tmp_path, monkeypatch):
     executed = nbformat.read(tmp_path / "book" / "source" / "book" / "protocol.ipynb", 4)
     assert all("remove-cell" in c.metadata.get("tags", []) for c in executed.cells
                if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", [])))
+    # maths is served by the book itself, not a CDN
+    assert 'src="../_static/mathjax/tex-chtml.js' in (html / "book" / "intro.html").read_text()
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    claims = 0
+    for path in (tmp_path / "book" / "source" / "book").glob("*.ipynb"):
+        outputs = [o for c in nbformat.read(path, 4).cells if c.cell_type == "code"
+                   for o in c.outputs]
+        text = json.dumps(outputs)
+        assert not any(noise in text for noise in NOISE), path.name
+        claims += sum(len(o.get("metadata", {}).get(report.CLAIMS_KEY, [])) for o in outputs)
+    assert claims >= 12  # every page's claims, as data for `ntkbook publish`
+    record = json.loads((tmp_path / "book" / book.BUILD_RECORD).read_text())
+    assert record["complete"] and set(record["wall_seconds"]) == {p for p, _, _ in PAGES}
+
+
+@pytest.mark.book
+@pytest.mark.skipif(not (book.RESULTS / "cpu" / "run.json").is_file(), reason="not published")
+def test_the_published_cpu_run_renders_offline_in_seconds(tmp_path):
+    start = time.perf_counter()
+    html = book.build("cpu", output=tmp_path / "cpu", from_results=True)
+    assert time.perf_counter() - start < 60
+    run = json.loads((book.RESULTS / "cpu" / "run.json").read_text())
+    intro = (html / "book" / "intro.html").read_text()
+    assert "the published run of profile" in intro and run["finished"][:10] in intro
+    assert run["machine"]["cpu"] in intro
+    assert "a small CNN (width 16)" in intro

@@ -2,6 +2,7 @@
 a sequential run."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from ntkbook.store import Store, read_entry
 from tests.conftest import TINY
 
 GRID = dict(TINY, modes=["benign", "adversarial"], stage1_epochs=2, fractional_epochs=[0.5],
-            spawn_epochs=[0, 2], sgd_comparison_spawn_epoch=1, n_kernel=10)
+            spawn_epochs=[2], sgd_comparison_spawn_epoch=2, n_kernel=10)
 
 
 def profile_file(folder: Path, **overrides) -> Path:
@@ -89,8 +90,24 @@ def test_two_workers_racing_on_one_stage1_job_leave_one_valid_result(tmp_path):
     assert all(mine[name] == payload for name, payload in payloads(reference).items())
 
 
+def test_a_failed_job_is_reported_with_its_log_and_its_dependents_are_not_run(tmp_path):
+    path = profile_file(tmp_path, modes=["benign"], sgd_comparison_spawn_epoch=0,
+                        stage1_lr=100000.0)
+    grid = ntkbook("grid", "run", "--profile", str(path), "--executor", "local",
+                   cache=tmp_path / "cache")
+    output, _ = grid.communicate(timeout=300)
+    assert grid.returncode == 1, output
+    assert re.search(r"FAILED  stage1 seed 0 benign: .*training diverged at epoch 0.*"
+                     r"\(log: \S+\.err\)", output), output
+    assert "not run: a job it needs failed" in output
+    status = ntkbook("grid", "status", "--profile", str(path), cache=tmp_path / "cache")
+    report, _ = status.communicate(timeout=120)
+    assert status.returncode == 1
+    assert re.search(r"failed: stage1 seed 0 benign: DivergenceError: .* \(log: ", report), report
+
+
 def test_a_killed_grid_is_completed_by_running_it_again(tmp_path):
-    path = profile_file(tmp_path, stage1_epochs=12, modes=["adversarial"], spawn_epochs=[0],
+    path = profile_file(tmp_path, stage1_epochs=8, modes=["adversarial"], spawn_epochs=[0],
                         sgd_comparison_spawn_epoch=0)
     cfg = config.load_profile(path)
     cache = tmp_path / "cache"
@@ -99,7 +116,7 @@ def test_a_killed_grid_is_completed_by_running_it_again(tmp_path):
     run = experiment.stage1_run(cfg, 0, "adversarial")
     store = Store(cache)
     deadline = time.time() + 300
-    while not any(store.exists(run.progress(e)) for e in range(2, 12)):
+    while not any(store.exists(run.progress(e)) for e in range(2, 8)):
         assert grid.poll() is None and time.time() < deadline, grid.stdout.read()
         time.sleep(0.05)
     os.killpg(grid.pid, signal.SIGKILL)  # the orchestrator and its worker, mid-epoch
