@@ -37,7 +37,8 @@ from ntkbook.train import Forward, forward_fn
 AUDIT_SUBSET_SEED = 2
 LARGE_EPS = 0.5  # the checklist's largest radius: half the pixel range
 EPS_MULTIPLIERS = (1, 2, 4, 8)
-STEP_MULTIPLIERS = (1, 2, 4, 8)
+STEP_MULTIPLIERS = (1, 2, 4)
+AUDIT_BATCH = 100  # images per attacked batch at most: the survivors of earlier attacks are few
 TOLERANCE_POINTS = 1.0  # differences below this (and below one image) are noise
 
 
@@ -108,8 +109,9 @@ def audit_images(cfg: Profile) -> data.Split:
 
 
 def batch_size(cfg: Profile) -> int:
-    """Images per attacked batch: the evaluation batch, or all audited images if fewer."""
-    return min(cfg.eval_batch_size, cfg.audit_images)
+    """Images per attacked batch: at most the evaluation batch, the audited images, and
+    :data:`AUDIT_BATCH` (a batch is padded to this size, so it is kept small)."""
+    return min(cfg.eval_batch_size, cfg.audit_images, AUDIT_BATCH)
 
 
 def _images_spec(cfg: Profile) -> Spec:
@@ -153,17 +155,17 @@ def _correct(forward: Forward, variables: Any, x: jax.Array, y: jax.Array) -> ja
     return forward(variables, x, False)[0].argmax(-1) == y
 
 
-def _batched(fn, images: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
-    """``fn(x, y, batch_index) -> per-image array`` over fixed-size batches (the last padded by
-    repeating its first image, so every call has one shape and compiles once)."""
+def _batched(fn, images: np.ndarray, labels: np.ndarray, size: int) -> np.ndarray:
+    """``fn(x, y, batch_index) -> per-image array`` over batches of ``size`` (the last padded
+    by repeating its first image, so every call has one shape and compiles once)."""
     out = []
-    for b, start in enumerate(range(0, len(images), batch_size)):
-        x, y = images[start:start + batch_size], labels[start:start + batch_size]
-        pad = batch_size - len(x)
+    for b, start in enumerate(range(0, len(images), size)):
+        x, y = images[start:start + size], labels[start:start + size]
+        pad = size - len(x)
         if pad:
             x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
             y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
-        out.append(np.asarray(fn(x, y, b))[:batch_size - pad])
+        out.append(np.asarray(fn(x, y, b))[:size - pad])
     return np.concatenate(out) if out else np.zeros(0, bool)
 
 
