@@ -134,8 +134,9 @@ def run_local(cfg: Profile, profile: str, store: Store, *, max_jobs: int, gpus_p
                 finished.add(job)
                 print(f"done    {job.label}", flush=True)
             except Exception as error:  # noqa: BLE001 - reported, the grid goes on
-                last_line = str(error).strip().splitlines()[-1]
-                failed[job] = f"{last_line} (log: {submitted.paths.stderr})"
+                recorded = jobs.failure(cfg, store, job)
+                why = recorded["error"] if recorded else f"{type(error).__name__}: {error}"
+                failed[job] = f"{why.strip().splitlines()[0]} (log: {submitted.paths.stderr})"
                 print(f"FAILED  {job.label}: {failed[job]}", flush=True)
     for job, why in failed.items():
         print(f"failed: {job.label}: {why}")
