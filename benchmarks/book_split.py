@@ -34,8 +34,9 @@ def listener(event, duration, **_):
 jax.monitoring.register_event_duration_secs_listener(listener)
 cells = json.loads(sys.argv[1])
 start = time.perf_counter()
-namespace = {}
+namespace = {"In": [""]}  # IPython's input history, which the validation cell reads
 for source in cells:
+    namespace["In"].append(source)
     exec(compile(source, "<cell>", "exec"), namespace)
 wall = time.perf_counter() - start
 print(json.dumps({"wall": wall, "events": dict(totals)}))

@@ -79,19 +79,14 @@ def bench_model(name: str, width: int, batch: int, repeats: int) -> dict[str, fl
                         ("square", "Square query")):
         out[label] = seconds_per_call(_attack_program(kind, forward_fn(model), variables), x, y,
                                       key, repeats=repeats) / ITERATIONS
-    print(f"\n{name} width {width}: {models.count_params(variables['params']):,} parameters, "
-          f"batch {batch}")
-    for label, seconds in out.items():
-        print(f"  {label:<28} {seconds * 1e3:9.2f} ms  {batch / seconds:9.0f} images/s")
-    frozen = out["standard (frozen BN)"]
-    print(f"  linearized / standard (frozen BN) = {out['linearized'] / frozen:.2f}x, "
-          f"centered / standard (frozen BN) = {out['centered'] / frozen:.2f}x")
-    print(f"  PGD through the centered model / through the network = "
-          f"{out['PGD iteration, centered'] / out['PGD iteration']:.2f}x")
-    pgd = out["PGD iteration"]
-    print("  per image, against one PGD iteration: " + ", ".join(
-        f"{label} {out[label] / pgd:.2f}x" for label in
-        ("APGD-CE iteration", "APGD-T iteration (1 target)", "Square query")))
+    frozen, pgd = out["standard (frozen BN)"], out["PGD iteration"]
+    cells = [f"{name} width {width}", f"{models.count_params(variables['params']):,}"]
+    cells += [f"{out[label] * 1e3:.1f} ms" for label in list(steps)]
+    cells += [f"{out['linearized'] / frozen:.2f}x", f"{out['centered'] / frozen:.2f}x",
+              f"{pgd * 1e3:.1f} ms", f"{out['PGD iteration, centered'] / pgd:.2f}x"]
+    cells += [f"{out[label] / pgd:.2f}x" for label in
+              ("APGD-CE iteration", "APGD-T iteration (1 target)", "Square query")]
+    print("| " + " | ".join(cells) + " |", flush=True)
     return out
 
 
@@ -104,7 +99,14 @@ def main() -> None:
     args = parser.parse_args()
     device = jax.devices()[0]
     print(f"device: {device.platform} {device.device_kind} ({jax.device_count()} devices); "
-          f"jax {jax.__version__}; {platform.processor() or platform.machine()}")
+          f"jax {jax.__version__}; {platform.processor() or platform.machine()}; "
+          f"batch {args.batch}")
+    print("| model | parameters | standard step, train BN | standard step, frozen BN | "
+          "linearized step | centered step | linearized / standard (frozen BN) | "
+          "centered / standard (frozen BN) | PGD iteration | PGD through the centered model / "
+          "through the network | APGD-CE iteration / PGD | APGD-T iteration (one target) / PGD "
+          "| Square query / PGD |")
+    print("|" + "---|" * 13)
     for spec in args.models:
         name, width = spec.split(":")
         bench_model(name, int(width), args.batch, args.repeats)

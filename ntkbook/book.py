@@ -18,12 +18,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 import papermill
 import yaml
+from jupyter_client.manager import AsyncKernelManager
 
 from ntkbook import config, data, provenance
 from ntkbook.store import Store
@@ -87,6 +89,16 @@ def _tidy_executed(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
+class SocketKernelManager(AsyncKernelManager):
+    """Kernels that talk over Unix sockets in a private temporary folder, not over localhost
+    TCP (whose start-up warns, on every page, that the traffic is unencrypted)."""
+
+    def __init__(self, **kwargs):
+        self._sockets = tempfile.TemporaryDirectory(prefix="ntkbook-kernel-")
+        super().__init__(transport="ipc", ip=os.path.join(self._sockets.name, "kernel"),
+                         **kwargs)
+
+
 def execute_notebook(source: Path, target: Path, parameters: dict) -> float:
     """Run ``source`` with papermill ``parameters`` into ``target``; return wall seconds."""
     start = time.perf_counter()
@@ -97,7 +109,8 @@ def execute_notebook(source: Path, target: Path, parameters: dict) -> float:
     try:
         papermill.execute_notebook(str(source), str(target), parameters=parameters,
                                    cwd=str(source.parent), progress_bar=False,
-                                   kernel_name="python3")
+                                   kernel_name="python3",
+                                   kernel_manager_class=SocketKernelManager)
     except papermill.PapermillExecutionError as error:
         name = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
         raise BookError(f"{name} failed in cell {error.exec_count}: "

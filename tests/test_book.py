@@ -57,6 +57,15 @@ def test_raising_notebook_names_the_cell(tmp_path):
         book.execute_notebook(source, tmp_path / "out.ipynb", {})
 
 
+def test_a_page_runs_without_kernel_start_up_noise(tmp_path, capfd):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nbformat.write(notebook, tmp_path / "page.ipynb")
+    book.execute_notebook(tmp_path / "page.ipynb", tmp_path / "out.ipynb", {})
+    assert nbformat.read(tmp_path / "out.ipynb", 4).cells[0].outputs[0]["text"] == "42\n"
+    assert "without encryption" not in capfd.readouterr().err  # the TCP warning of ipykernel
+
+
 @pytest.mark.book
 def test_smoke_book_builds_with_pages_and_figures(tmp_path, monkeypatch):
     monkeypatch.setenv("NTKBOOK_CACHE_DIR", str(tmp_path / "cache"))
