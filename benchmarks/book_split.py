@@ -1,6 +1,6 @@
 """Where a cold book build's time goes, page by page: compilation against the rest.
 
-    python benchmarks/book_split.py [--profile smoke] [--cache /tmp/split-cache]
+    python benchmarks/book_split.py [--profile smoke] [--cache EMPTY_FOLDER]
 
 Runs each page's code cells, in order, each page in a fresh Python process (as papermill's
 kernels are), against one cache folder that starts empty, and reports per page: wall time,
@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,8 +53,11 @@ def page_cells(path: Path, profile: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="smoke")
-    parser.add_argument("--cache", default="/tmp/ntkbook-split-cache")
+    parser.add_argument("--cache", help="an empty or new folder (default: a temporary one)")
     args = parser.parse_args()
+    args.cache = args.cache or tempfile.mkdtemp(prefix="ntkbook-split-")
+    if Path(args.cache).exists() and any(Path(args.cache).iterdir()):
+        sys.exit(f"{args.cache} is not empty: a cold build needs an empty cache")
     sys.path.insert(0, str(ROOT))
     from ntkbook import book
     env = {**os.environ, "NTKBOOK_CACHE_DIR": args.cache}
