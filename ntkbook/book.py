@@ -10,10 +10,12 @@ then runs ``jupyter-book build`` with execution off; the HTML lands in
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import importlib.util
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -37,6 +39,7 @@ RESULTS = ROOT / "results"
 HIDDEN_TAGS = {"parameters", "injected-parameters"}
 BUILD_RECORD = "build.json"
 MODEL_NAMES = {"small_cnn": "a small CNN", "resnet18": "a ResNet-18"}
+FIRST_PAGE = "book/protocol"  # trains every stage-1 run the other pages start from
 OFFLINE_MATH = "sphinx-mathjax-offline"  # MathJax 3 inside the build, for reading offline
 
 
@@ -89,35 +92,36 @@ def _tidy_executed(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-class SocketKernelManager(AsyncKernelManager):
-    """Kernels that talk over Unix sockets in a private temporary folder, not over localhost
-    TCP (whose start-up warns, on every page, that the traffic is unencrypted)."""
+class PageKernelManager(AsyncKernelManager):
+    """A page's kernel: over Unix sockets in a private temporary folder, not localhost TCP
+    (whose start-up warns on every page that the traffic is unencrypted); without a
+    non-interactive ``MPLBACKEND`` (Agg, say, would silently drop every figure from the
+    outputs: the kernel keeps IPython's inline backend); and without JAX preallocating most of
+    a GPU, so that pages executed at once can share one."""
 
     def __init__(self, **kwargs):
         self._sockets = tempfile.TemporaryDirectory(prefix="ntkbook-kernel-")
         super().__init__(transport="ipc", ip=os.path.join(self._sockets.name, "kernel"),
                          **kwargs)
 
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        env = {k: v for k, v in (kw.get("env") or os.environ).items() if k != "MPLBACKEND"}
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        await super()._async_launch_kernel(kernel_cmd, **{**kw, "env": env})
+
 
 def execute_notebook(source: Path, target: Path, parameters: dict) -> float:
     """Run ``source`` with papermill ``parameters`` into ``target``; return wall seconds."""
     start = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
-    # A non-interactive MPLBACKEND (Agg, say) would reach the kernel and silently drop every
-    # figure from the outputs: the kernel must keep IPython's inline backend.
-    backend = os.environ.pop("MPLBACKEND", None)
     try:
         papermill.execute_notebook(str(source), str(target), parameters=parameters,
                                    cwd=str(source.parent), progress_bar=False,
-                                   kernel_name="python3",
-                                   kernel_manager_class=SocketKernelManager)
+                                   kernel_name="python3", kernel_manager_class=PageKernelManager)
     except papermill.PapermillExecutionError as error:
         name = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
         raise BookError(f"{name} failed in cell {error.exec_count}: "
                         f"{error.ename}: {error.evalue} (executed copy: {target})") from None
-    finally:
-        if backend is not None:
-            os.environ["MPLBACKEND"] = backend
     _tidy_executed(target)
     return time.perf_counter() - start
 
@@ -162,15 +166,57 @@ def _render(staging: Path, output: Path) -> Path:
     return html
 
 
+def default_jobs() -> int:
+    """Pages executed at once unless told: two where there are two cores or more (a page's
+    kernel keeps about one core busy: its programs are small and its steps sequential)."""
+    return min(2, os.cpu_count() or 1)
+
+
+def execute_pages(documents: list[str], staging: Path, profile: str,
+                  jobs: int) -> dict[str, float]:
+    """Execute ``documents`` into ``staging`` under ``profile``: the protocol page first (it
+    trains the stage-1 runs every other page starts from), then the others, ``jobs`` at a time,
+    each in its own process and kernel (the store's locks keep two pages from training the same
+    run). Returns wall seconds per page name, in the order of ``documents``."""
+    seconds: dict[str, float] = {}
+
+    def arguments(document: str) -> tuple[Path, Path, dict]:
+        return ROOT / f"{document}.ipynb", staging / f"{document}.ipynb", {"profile": profile}
+
+    def done(document: str, wall: float) -> None:
+        seconds[Path(document).name] = round(wall, 1)
+        log.info("%s executed in %.1f s", document, wall)
+
+    together = [d for d in documents if d != FIRST_PAGE] if jobs > 1 else []
+    for document in (d for d in documents if d not in together):
+        log.info("executing %s", document)
+        done(document, execute_notebook(*arguments(document)))
+    if together:
+        log.info("executing %s, %d at once", ", ".join(together), jobs)
+        with concurrent.futures.ProcessPoolExecutor(
+                jobs, mp_context=multiprocessing.get_context("spawn")) as executor:
+            running = {executor.submit(execute_notebook, *arguments(d)): d for d in together}
+            try:
+                for future in concurrent.futures.as_completed(running):
+                    done(running[future], future.result())
+            except BaseException:
+                executor.shutdown(cancel_futures=True)  # pages not started yet are not run
+                raise
+    return {Path(d).name: seconds[Path(d).name] for d in documents}
+
+
 def build(profile: str = "smoke", output: Path | None = None, only: list[str] | None = None,
-          from_results: bool = False) -> Path:
+          from_results: bool = False, jobs: int | None = None) -> Path:
     """Execute the book's notebooks under ``profile`` and render HTML; return the HTML folder.
 
     ``only`` restricts execution to notebooks whose name contains one of the strings; the
-    others keep the outputs of the last build (or are rendered without them).
+    others keep the outputs of the last build (or are rendered without them). ``jobs`` pages
+    are executed at once (default :func:`default_jobs`).
     ``from_results`` renders the published run of the profile instead, executing nothing.
     """
     cfg = config.load_profile(profile)
+    if jobs is not None and jobs < 1:
+        raise BookError(f"jobs must be at least 1, got {jobs}")
     if from_results:
         return build_from_results(cfg, output)
     data.dataset_folder(cfg.dataset)  # fail now, before any compute, if the data is missing
@@ -180,17 +226,13 @@ def build(profile: str = "smoke", output: Path | None = None, only: list[str] | 
     began = time.time()
     stage_sources(cfg, staging, origin=f"executed by `ntkbook build` on "
                                        f"{time.strftime('%Y-%m-%d')}", keep_notebooks=bool(only))
-    seconds = {}
+    todo = [d for d in notebooks() if not only or any(name in d for name in only)]
     for document in notebooks():
-        source, target = ROOT / f"{document}.ipynb", staging / f"{document}.ipynb"
-        if only and not any(name in document for name in only):
-            if not target.is_file():  # not executed by an earlier build: shown without outputs
-                shutil.copy(source, target)
-            continue
-        log.info("executing %s under profile %s", document, cfg.label)
-        seconds[Path(document).name] = round(execute_notebook(source, target,
-                                                              {"profile": profile}), 1)
-        log.info("%s executed in %.1f s", document, seconds[Path(document).name])
+        target = staging / f"{document}.ipynb"
+        if document not in todo and not target.is_file():
+            shutil.copy(ROOT / f"{document}.ipynb", target)  # shown without outputs
+    log.info("executing %d page(s) under profile %s", len(todo), cfg.label)
+    seconds = execute_pages(todo, staging, profile, jobs or default_jobs())
     record = provenance.record(cfg, profile, began, seconds,
                                {Path(d).name: file_sha256(ROOT / f"{d}.ipynb")
                                 for d in notebooks()}, complete=not only)

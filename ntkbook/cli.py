@@ -85,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
     _add_profile(build, default="smoke")
     build.add_argument("--only", nargs="*", metavar="NAME",
                        help="execute only the notebooks whose names contain one of these")
+    build.add_argument("--jobs", type=int, metavar="N",
+                       help="pages executed at once after the protocol page (default: 2 "
+                            "where there are 2 cores or more)")
     build.add_argument("--from-results", action="store_true",
                        help="render the published notebooks of results/<profile>/ instead "
                             "of executing anything")
@@ -124,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         if args.command == "build":
-            html = book.build(args.profile, only=args.only, from_results=args.from_results)
+            html = book.build(args.profile, only=args.only, from_results=args.from_results,
+                              jobs=args.jobs)
             print(f"open {html / 'index.html'}")
         elif args.command == "plan":
             name = args.profile

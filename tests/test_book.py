@@ -66,6 +66,32 @@ def test_a_page_runs_without_kernel_start_up_noise(tmp_path, capfd):
     assert "without encryption" not in capfd.readouterr().err  # the TCP warning of ipykernel
 
 
+def test_pages_after_the_protocol_are_executed_at_once(tmp_path, monkeypatch):
+    # a and b each wait (30 s at most) for the other to start: "together" only if they overlap
+    monkeypatch.setattr(book, "ROOT", tmp_path)
+    meet = ("import pathlib, time\n"
+            "after_protocol = pathlib.Path({flags!r}, 'protocol').exists()\n"
+            "pathlib.Path({flags!r}, {me!r}).touch()\n"
+            "deadline = time.time() + 30\n"
+            "while not pathlib.Path({flags!r}, {other!r}).exists() and time.time() < deadline:\n"
+            "    time.sleep(0.05)\n"
+            "print(after_protocol, pathlib.Path({flags!r}, {other!r}).exists())")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "flags").mkdir()
+    for me, other in (("protocol", "protocol"), ("a", "b"), ("b", "a")):
+        notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {
+            "name": "python3", "language": "python", "display_name": "Python 3"}})
+        notebook.cells = [nbformat.v4.new_code_cell(
+            meet.format(flags=str(tmp_path / "flags"), me=me, other=other))]
+        nbformat.write(notebook, tmp_path / "book" / f"{me}.ipynb")
+    seconds = book.execute_pages(["book/protocol", "book/a", "book/b"], tmp_path / "out",
+                                 "smoke", jobs=2)
+    assert list(seconds) == ["protocol", "a", "b"]
+    printed = {name: nbformat.read(tmp_path / "out" / "book" / f"{name}.ipynb", 4)
+               .cells[-1].outputs[0]["text"].split() for name in ("a", "b")}
+    assert printed == {"a": ["True", "True"], "b": ["True", "True"]}  # protocol first, a with b
+
+
 @pytest.mark.book
 def test_smoke_book_builds_with_pages_and_figures(tmp_path, monkeypatch):
     monkeypatch.setenv("NTKBOOK_CACHE_DIR", str(tmp_path / "cache"))
