@@ -39,7 +39,11 @@ RESULTS = ROOT / "results"
 HIDDEN_TAGS = {"parameters", "injected-parameters"}
 BUILD_RECORD = "build.json"
 MODEL_NAMES = {"small_cnn": "a small CNN", "resnet18": "a ResNet-18"}
-FIRST_PAGE = "book/protocol"  # trains every stage-1 run the other pages start from
+# The order pages start in when several run at once: the protocol (it trains the stage-1 runs
+# every other page starts from), then the longest first; the short ones fill in at the end.
+START_ORDER = ("book/protocol", "book/linearized_training", "book/sgd_vs_linearized",
+               "book/frozen_kernel_adversarial_training", "book/robustness_audit",
+               "book/transferability", "book/ntk_eigenvectors", "book/kernel_evolution")
 OFFLINE_MATH = "sphinx-mathjax-offline"  # MathJax 3 inside the build, for reading offline
 
 
@@ -109,6 +113,13 @@ class PageKernelManager(AsyncKernelManager):
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         await super()._async_launch_kernel(kernel_cmd, **{**kw, "env": env})
 
+    async def _async_interrupt_kernel(self) -> None:
+        """No SIGINT on shutdown: jupyter_client interrupts every kernel before shutting it
+        down, and papermill only shuts down kernels that are done, where the signal can only
+        race the last reply and print "KeyboardInterrupt caught in kernel"."""
+        if not self.shutting_down:
+            await super()._async_interrupt_kernel()
+
 
 def execute_notebook(source: Path, target: Path, parameters: dict) -> float:
     """Run ``source`` with papermill ``parameters`` into ``target``; return wall seconds."""
@@ -168,17 +179,23 @@ def _render(staging: Path, output: Path) -> Path:
 
 def default_jobs() -> int:
     """Pages executed at once unless told: two where there are two cores or more (a page's
-    kernel keeps about 1.2 of 2 cores busy, so two at once saved 10 % of a cold smoke book:
-    benchmarks/RESULTS.md)."""
+    kernel keeps about 1.2 of 2 cores busy: benchmarks/RESULTS.md)."""
     return min(2, os.cpu_count() or 1)
+
+
+def start_order(documents: list[str]) -> list[str]:
+    """``documents`` in :data:`START_ORDER` (pages it does not name last, in their order)."""
+    rank = {d: i for i, d in enumerate(START_ORDER)}
+    return sorted(documents, key=lambda d: rank.get(d, len(rank)))
 
 
 def execute_pages(documents: list[str], staging: Path, profile: str,
                   jobs: int) -> dict[str, float]:
-    """Execute ``documents`` into ``staging`` under ``profile``: the protocol page first (it
-    trains the stage-1 runs every other page starts from), then the others, ``jobs`` at a time,
-    each in its own process and kernel (the store's locks keep two pages from training the same
-    run). Returns wall seconds per page name, in the order of ``documents``."""
+    """Execute ``documents`` into ``staging`` under ``profile``, one after the other in their
+    order when ``jobs`` is 1, else ``jobs`` at a time in :func:`start_order`, each in its own
+    process and kernel. Pages share work through the store: its locks make a page that needs
+    a training run or result another page is computing wait for it, never compute it twice.
+    Returns wall seconds per page name, in the order of ``documents``."""
     seconds: dict[str, float] = {}
 
     def arguments(document: str) -> tuple[Path, Path, dict]:
@@ -188,15 +205,16 @@ def execute_pages(documents: list[str], staging: Path, profile: str,
         seconds[Path(document).name] = round(wall, 1)
         log.info("%s executed in %.1f s", document, wall)
 
-    together = [d for d in documents if d != FIRST_PAGE] if jobs > 1 else []
-    for document in (d for d in documents if d not in together):
-        log.info("executing %s", document)
-        done(document, execute_notebook(*arguments(document)))
-    if together:
-        log.info("executing %s, %d at once", ", ".join(together), jobs)
+    if jobs == 1:
+        for document in documents:
+            log.info("executing %s", document)
+            done(document, execute_notebook(*arguments(document)))
+    else:
+        queue = start_order(documents)
+        log.info("executing %s, %d at once", ", ".join(queue), jobs)
         with concurrent.futures.ProcessPoolExecutor(
                 jobs, mp_context=multiprocessing.get_context("spawn")) as executor:
-            running = {executor.submit(execute_notebook, *arguments(d)): d for d in together}
+            running = {executor.submit(execute_notebook, *arguments(d)): d for d in queue}
             try:
                 for future in concurrent.futures.as_completed(running):
                     done(running[future], future.result())

@@ -8,7 +8,9 @@ feature is most (maximise) or least (minimise) aligned with the eigenvector.
 
 Functions take ``logit_fn(params, x, context) -> (N,)`` with the network's other arrays as
 ``context`` (see :func:`ntkbook.kernels.empirical_ntk`), so they compile once for every
-checkpoint.
+checkpoint. Unlike ntkbook's other programs they are compiled with XLA's default options
+(:mod:`ntkbook.compilation`): at -O1 the cosines' long dot products change in the last bit,
+which signed-gradient steps can amplify into different pixels.
 """
 
 from __future__ import annotations

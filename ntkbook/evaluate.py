@@ -6,22 +6,22 @@ compilation serves every checkpoint of a model.
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from ntkbook.attacks import pgd_linf
+from ntkbook.compilation import jit
 from ntkbook.train import AttackSettings, Forward, Variables
 
 
-@functools.partial(jax.jit, static_argnames=("forward",))
+@jit(static_argnames=("forward",))
 def _predict(forward: Forward, variables: Variables, x: jax.Array) -> jax.Array:
     return forward(variables, x, False)[0].argmax(-1)
 
 
-@functools.partial(jax.jit, static_argnames=("forward", "steps"))
+@jit(static_argnames=("forward", "steps"))
 def _attack(forward: Forward, variables: Variables, x: jax.Array, y: jax.Array,
             key: jax.Array, eps: float, step_size: float, steps: int) -> jax.Array:
     return pgd_linf(lambda z: forward(variables, z, False)[0], x, y, eps=eps, steps=steps,
@@ -84,7 +84,7 @@ def tau(benign: float, transferred: float, own: float) -> float:
     return (benign - transferred) / (benign - own)
 
 
-@functools.partial(jax.jit, static_argnames=("centered", "standard"))
+@jit(static_argnames=("centered", "standard"))
 def _squared_norms(centered: Forward, standard: Forward, variables: Variables,
                    x: jax.Array) -> tuple[jax.Array, jax.Array]:
     delta = centered(variables, x, False)[0]

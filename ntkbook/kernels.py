@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntkbook.compilation import jit
 from ntkbook.models import ApplyFn, Params
 
 KernelKind = Union[str, tuple[str, int]]
@@ -132,7 +133,7 @@ def _jacobian_fn(fn: ContextFn, logits: tuple[int, ...], chunk: int) -> Callable
         return jnp.concatenate([leaf.reshape(x.shape[0], len(logits), -1)
                                 for leaf in jax.tree_util.tree_leaves(jac)], axis=-1)
 
-    @jax.jit
+    @jit
     def jacobian(params: Params, x: jax.Array, context: Any) -> jax.Array:
         chunks = x.reshape(-1, chunk, *x.shape[1:])
         if len(chunks) <= UNROLL_CHUNKS:
@@ -158,7 +159,7 @@ _CONTRACTIONS = {"trace": "icp,jcp->ij", "per_class": "icp,jcp->cij", "full": "i
                  "logit": "icp,jcp->ij"}
 
 
-@functools.partial(jax.jit, static_argnames=("pattern", "scale"))
+@jit(static_argnames=("pattern", "scale"))
 def _contract(j1: jax.Array, j2: jax.Array, pattern: str, scale: float) -> jax.Array:
     return jnp.einsum(pattern, j1, j2) * scale if scale != 1.0 else jnp.einsum(pattern, j1, j2)
 

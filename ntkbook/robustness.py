@@ -17,7 +17,6 @@ artifact):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ntkbook import attacks, data
+from ntkbook.compilation import jit
 from ntkbook.config import Profile
 from ntkbook.experiment import (SPEC_VERSION, Network, NetworkId, model_for, network,
                                 test_split)
@@ -120,13 +120,13 @@ def _images_spec(cfg: Profile) -> Spec:
             "seed": AUDIT_SUBSET_SEED, "batch_size": batch_size(cfg)}
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "forward"))
+@jit(static_argnames=("shape", "forward"))
 def _attack_batch(shape: Attack, forward: Forward, variables: Any, x: jax.Array, y: jax.Array,
                   key: jax.Array, eps: jax.Array, target: jax.Array) -> jax.Array:
     return shape.apply(lambda z: forward(variables, z, False)[0], x, y, key, eps, target)
 
 
-@functools.partial(jax.jit, static_argnames=("forward",))
+@jit(static_argnames=("forward",))
 def _logits(forward: Forward, variables: Any, x: jax.Array) -> jax.Array:
     return forward(variables, x, False)[0]
 
@@ -150,7 +150,7 @@ def adversarial(attack: Attack, forward: Forward, variables: Any, x: np.ndarray,
     return best
 
 
-@functools.partial(jax.jit, static_argnames=("forward",))
+@jit(static_argnames=("forward",))
 def _correct(forward: Forward, variables: Any, x: jax.Array, y: jax.Array) -> jax.Array:
     return forward(variables, x, False)[0].argmax(-1) == y
 

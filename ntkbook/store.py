@@ -134,14 +134,19 @@ class Store:
         self.path(spec).unlink(missing_ok=True)
 
     def get_or_compute(self, spec: Spec, compute: Callable[[], Payload]) -> Payload:
-        """Load the entry for ``spec``, or compute, save and return it."""
+        """Load the entry for ``spec``, or compute, save and return it. One worker computes
+        an entry at a time (:meth:`lock`): pages executed at once that need the same
+        evaluation wait for it instead of computing it twice."""
         payload = self.load(spec)
         if payload is not None:
             return payload
-        start = time.perf_counter()
-        payload = compute()
-        self.save(spec, payload)
-        log.info("%s computed in %.1f s", spec["kind"], time.perf_counter() - start)
+        with self.lock(spec, spec["kind"]):
+            payload = self.load(spec)  # computed by another worker while this one waited
+            if payload is not None:
+                return payload
+            start = time.perf_counter()
+            self.save(spec, compute())
+            log.info("%s computed in %.1f s", spec["kind"], time.perf_counter() - start)
         return self.load(spec)
 
     def entries(self) -> Iterator[Path]:

@@ -30,6 +30,7 @@ import optax
 
 from ntkbook import dynamics as dyn
 from ntkbook.attacks import cross_entropy, pgd_linf
+from ntkbook.compilation import jit
 from ntkbook.models import eval_apply, train_apply
 
 Variables = dict[str, Any]
@@ -156,7 +157,7 @@ def make_train_step(forward: Forward, optimiser: SGD, *, attack: AttackSettings 
 @functools.lru_cache(maxsize=None)
 def jitted_step(step: Step) -> Step:
     """One compiled training step on given inputs (benchmarks and tests)."""
-    return jax.jit(step)
+    return jit(step)
 
 
 @functools.lru_cache(maxsize=None)
@@ -167,7 +168,7 @@ def _step_on_device_data(step: Step) -> Callable:
             key: jax.Array) -> StepResult:
         return step(state, images[indices], labels[indices], key)
 
-    return jax.jit(run)
+    return jit(run)
 
 
 def run_steps(state: TrainState, step: Step, images: jax.Array, labels: jax.Array,

@@ -66,16 +66,30 @@ def test_a_page_runs_without_kernel_start_up_noise(tmp_path, capfd):
     assert "without encryption" not in capfd.readouterr().err  # the TCP warning of ipykernel
 
 
-def test_pages_after_the_protocol_are_executed_at_once(tmp_path, monkeypatch):
+def test_a_finished_page_is_shut_down_without_an_interrupt(tmp_path):
+    # jupyter_client sends SIGINT before every shutdown; it raced a page's last reply and
+    # printed "KeyboardInterrupt caught in kernel". The page records any SIGINT it receives.
+    flag = tmp_path / "interrupted"
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(
+        "import signal\n"
+        f"record = lambda *_: open({str(flag)!r}, 'w').close()\n"
+        "get_ipython().kernel.post_handler_hook = lambda: signal.signal(signal.SIGINT, record)")]
+    nbformat.write(notebook, tmp_path / "page.ipynb")
+    book.execute_notebook(tmp_path / "page.ipynb", tmp_path / "out.ipynb", {})
+    time.sleep(0.5)
+    assert not flag.exists()
+
+
+def test_pages_are_executed_at_once(tmp_path, monkeypatch):
     # a and b each wait (30 s at most) for the other to start: "together" only if they overlap
     monkeypatch.setattr(book, "ROOT", tmp_path)
     meet = ("import pathlib, time\n"
-            "after_protocol = pathlib.Path({flags!r}, 'protocol').exists()\n"
             "pathlib.Path({flags!r}, {me!r}).touch()\n"
             "deadline = time.time() + 30\n"
             "while not pathlib.Path({flags!r}, {other!r}).exists() and time.time() < deadline:\n"
             "    time.sleep(0.05)\n"
-            "print(after_protocol, pathlib.Path({flags!r}, {other!r}).exists())")
+            "print(pathlib.Path({flags!r}, {other!r}).exists())")
     (tmp_path / "book").mkdir()
     (tmp_path / "flags").mkdir()
     for me, other in (("protocol", "protocol"), ("a", "b"), ("b", "a")):
@@ -84,12 +98,20 @@ def test_pages_after_the_protocol_are_executed_at_once(tmp_path, monkeypatch):
         notebook.cells = [nbformat.v4.new_code_cell(
             meet.format(flags=str(tmp_path / "flags"), me=me, other=other))]
         nbformat.write(notebook, tmp_path / "book" / f"{me}.ipynb")
-    seconds = book.execute_pages(["book/protocol", "book/a", "book/b"], tmp_path / "out",
+    seconds = book.execute_pages(["book/a", "book/protocol", "book/b"], tmp_path / "out",
                                  "smoke", jobs=2)
-    assert list(seconds) == ["protocol", "a", "b"]
+    assert list(seconds) == ["a", "protocol", "b"]
     printed = {name: nbformat.read(tmp_path / "out" / "book" / f"{name}.ipynb", 4)
                .cells[-1].outputs[0]["text"].split() for name in ("a", "b")}
-    assert printed == {"a": ["True", "True"], "b": ["True", "True"]}  # protocol first, a with b
+    assert printed == {"a": ["True"], "b": ["True"]}
+
+
+def test_pages_start_with_the_protocol_then_the_longest():
+    pages = book.notebooks()
+    order = book.start_order(list(reversed(pages)) + ["book/new_page"])
+    assert order[0] == "book/protocol" and order[-1] == "book/new_page"
+    assert sorted(order[:-1]) == sorted(pages)
+    assert order.index("book/linearized_training") < order.index("book/kernel_evolution")
 
 
 @pytest.mark.book

@@ -2,6 +2,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -38,6 +39,24 @@ def test_flipped_byte_is_detected_and_recomputed(store, caplog):
     result = store.get_or_compute(spec, compute)
     assert len(calls) == 2 and np.array_equal(result["value"], np.ones(1000))
     assert "corrupted cache entry" in caplog.text
+
+
+def test_two_workers_asking_for_one_entry_compute_it_once(store):
+    calls, results = [], []
+
+    def compute():
+        calls.append(1)
+        time.sleep(1.0)  # the other worker asks meanwhile
+        return {"value": np.arange(4)}
+
+    workers = [threading.Thread(target=lambda: results.append(
+        store.get_or_compute({"kind": "demo"}, compute)["value"])) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(calls) == 1 and all(np.array_equal(r, np.arange(4)) for r in results)
+    assert len(results) == 2
 
 
 def test_unrelated_parameters_do_not_change_stage1_keys(tiny):
