@@ -141,11 +141,19 @@ def dataset_folder(dataset: str) -> Path:
 
 def load_split(dataset: str, split: str) -> Split:
     """All records of ``split`` ('train' or 'test') that the data folder holds."""
-    return _read_split(dataset_folder(dataset), dataset, split)
+    return _as_split(*_read_split(dataset_folder(dataset), dataset, split))
+
+
+def _as_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    """uint8 images to float32 in [0, 1]."""
+    return Split(images.astype(np.float32) / 255.0, labels)
 
 
 @functools.lru_cache(maxsize=4)
-def _read_split(folder: Path, dataset: str, split: str) -> Split:
+def _read_split(folder: Path, dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N, 32, 32, 3) and labels of every record of ``split`` in ``folder``
+    (subsets are converted to float32 after they are taken: converting all 50,000 training
+    images took 1.5 s of every process)."""
     archive = ARCHIVES[dataset]
     names = archive.train_files if split == "train" else archive.test_files
     present = [folder / name for name in names if (folder / name).is_file()]
@@ -157,7 +165,7 @@ def _read_split(folder: Path, dataset: str, split: str) -> Split:
     labels = np.concatenate([p[1] for p in parts])
     log.info("read %d %s %s records from %d file(s) in %s",
              len(labels), dataset, split, len(present), folder)
-    return Split(images.astype(np.float32) / 255.0, labels)
+    return images, labels
 
 
 def balanced_indices(labels: np.ndarray, n: int, num_classes: int, seed: int) -> np.ndarray:
@@ -187,6 +195,6 @@ def balanced_subset(dataset: str, split: str, n: int) -> Split:
 
 @functools.lru_cache(maxsize=8)
 def _balanced_subset(folder: Path, dataset: str, split: str, n: int) -> Split:
-    data = _read_split(folder, dataset, split)
-    return data.take(balanced_indices(data.labels, n, ARCHIVES[dataset].num_classes,
-                                      SUBSET_SEED))
+    images, labels = _read_split(folder, dataset, split)
+    chosen = balanced_indices(labels, n, ARCHIVES[dataset].num_classes, SUBSET_SEED)
+    return _as_split(images[chosen], labels[chosen])
