@@ -21,8 +21,8 @@ $(INSTALLED): pyproject.toml
 book: $(SETUP)  ## execute every notebook under $(PROFILE) and render the HTML book
 	$(PYTHON) -m ntkbook build --profile $(PROFILE)
 
-test: $(SETUP)  ## unit tests, then the end-to-end smoke book build
-	$(PYTHON) -m pytest -q --durations=15
+test: $(SETUP)  ## the tests, the end-to-end smoke book build among them; two test files at a time
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile --durations=15
 
 benchmarks: $(SETUP)  ## step, attack and kernel throughput on the active JAX device
 	$(PYTHON) benchmarks/throughput.py
