@@ -86,8 +86,9 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--only", nargs="*", metavar="NAME",
                        help="execute only the notebooks whose names contain one of these")
     build.add_argument("--jobs", type=int, metavar="N",
-                       help="pages executed at once after the protocol page (default: 2 "
-                            "where there are 2 cores or more)")
+                       help="pages executed at once, the protocol page and the longest "
+                            "first (default: 2 where there are 2 cores or more; 1: one after "
+                            "the other, in the book's order)")
     build.add_argument("--from-results", action="store_true",
                        help="render the published notebooks of results/<profile>/ instead "
                             "of executing anything")
