@@ -6,7 +6,6 @@ compilation serves every checkpoint of a model.
 
 from __future__ import annotations
 
-
 import jax
 import numpy as np
 from tqdm.auto import tqdm
