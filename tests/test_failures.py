@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from ntkbook import cli, config, experiment
+from ntkbook import cli, config, data, experiment
 from ntkbook.store import Store, StoreError
 from ntkbook.train import DivergenceError
-from tests.conftest import SHARED_DATA, TINY
+from tests.conftest import TINY
 
 
 def test_divergence_stops_naming_run_epoch_and_step_and_caches_nothing_of_it(store):
@@ -55,8 +55,9 @@ def test_results_are_keyed_by_the_images_they_were_computed_on(tmp_path, monkeyp
     full = experiment.evaluate_stage1(cfg, 0, "benign", 1, store)
     fewer = tmp_path / "fewer" / "cifar-10-batches-bin"
     fewer.mkdir(parents=True)
-    shutil.copy(SHARED_DATA / "cifar-10-batches-bin" / "data_batch_2.bin", fewer)
-    raw = (SHARED_DATA / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
+    source = data.dataset_folder("cifar10")  # the data in use: NTKBOOK_DATA_DIR's, say
+    shutil.copy(source / "data_batch_2.bin", fewer)
+    raw = (source / "test_batch.bin").read_bytes()
     (fewer / "test_batch.bin").write_bytes(raw[:3073 * 2000])
     monkeypatch.setenv("NTKBOOK_DATA_DIR", str(fewer.parent))
     assert experiment.train_split(cfg).digest != ""
