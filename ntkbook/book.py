@@ -38,12 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 HIDDEN_TAGS = {"parameters", "injected-parameters"}
 BUILD_RECORD = "build.json"
-MODEL_NAMES = {"small_cnn": "a small CNN", "resnet18": "a ResNet-18"}
-# The order pages start in when several run at once: the protocol (it trains the stage-1 runs
-# every other page starts from), then the longest first; the short ones fill in at the end.
+# The order pages start in: the protocol (it trains the stage-1 runs every other page starts
+# from), then the longest first; the short ones fill in at the end, and the claims page, which
+# reads every other page's results, last.
 START_ORDER = ("book/protocol", "book/linearized_training", "book/sgd_vs_linearized",
                "book/frozen_kernel_adversarial_training", "book/robustness_audit",
-               "book/transferability", "book/ntk_eigenvectors", "book/kernel_evolution")
+               "book/transferability", "book/ntk_eigenvectors", "book/kernel_evolution",
+               "book/claims")
 OFFLINE_MATH = "sphinx-mathjax-offline"  # MathJax 3 inside the build, for reading offline
 
 
@@ -139,7 +140,7 @@ def execute_notebook(source: Path, target: Path, parameters: dict) -> float:
 
 def model_description(cfg: config.Profile) -> str:
     """``'a small CNN (width 16)'``: what stage 1 trains under this profile."""
-    return f"{MODEL_NAMES[cfg.model]} (width {cfg.width})"
+    return f"{config.MODEL_NAMES[cfg.model]} (width {cfg.width})"
 
 
 def stage_sources(cfg: config.Profile, staging: Path, origin: str, *,
@@ -152,7 +153,8 @@ def stage_sources(cfg: config.Profile, staging: Path, origin: str, *,
     (staging / "book").mkdir(parents=True, exist_ok=True)
     settings = yaml.safe_load((ROOT / "_config.yml").read_text())
     substitutions = settings["parse"].setdefault("myst_substitutions", {})
-    substitutions.update(profile=cfg.label, model=model_description(cfg), origin=origin)
+    substitutions.update(profile=cfg.label, model=model_description(cfg), origin=origin,
+                         **published_runs())
     if importlib.util.find_spec(OFFLINE_MATH) is not None:  # MathJax served by the book itself
         settings.setdefault("sphinx", {}).setdefault("extra_extensions", []).append(OFFLINE_MATH)
     else:
@@ -163,6 +165,18 @@ def stage_sources(cfg: config.Profile, staging: Path, origin: str, *,
     for path in (ROOT / "book").iterdir():
         if path.is_file() and path.suffix != ".ipynb":
             shutil.copy(path, staging / "book" / path.name)
+
+
+def published_runs() -> dict[str, str]:
+    """``{published_<profile>: what its run cost, and where it is}`` for every run in
+    ``results/`` (the intro's substitutions: no number of a run is typed by hand)."""
+    out = {}
+    for path in sorted(RESULTS.glob("*/run.json")):
+        run = json.loads(path.read_text())
+        out[f"published_{run['profile'].replace('-', '_')}"] = (
+            f"{run['total_wall_seconds'] / 60:.0f} minutes on {run['machine']['cores']} cores "
+            f"(published run of {run['finished'][:10]}, `results/{run['profile']}/`)")
+    return out
 
 
 def _render(staging: Path, output: Path) -> Path:
@@ -191,9 +205,9 @@ def start_order(documents: list[str]) -> list[str]:
 
 def execute_pages(documents: list[str], staging: Path, profile: str,
                   jobs: int) -> dict[str, float]:
-    """Execute ``documents`` into ``staging`` under ``profile``, one after the other in their
-    order when ``jobs`` is 1, else ``jobs`` at a time in :func:`start_order`, each in its own
-    process and kernel. Pages share work through the store: its locks make a page that needs
+    """Execute ``documents`` into ``staging`` under ``profile`` in :func:`start_order`, one
+    after the other when ``jobs`` is 1, else ``jobs`` at a time, each in its own process and
+    kernel. Pages share work through the store: its locks make a page that needs
     a training run or result another page is computing wait for it, never compute it twice.
     Returns wall seconds per page name, in the order of ``documents``."""
     seconds: dict[str, float] = {}
@@ -206,7 +220,7 @@ def execute_pages(documents: list[str], staging: Path, profile: str,
         log.info("%s executed in %.1f s", document, wall)
 
     if jobs == 1:
-        for document in documents:
+        for document in start_order(documents):
             log.info("executing %s", document)
             done(document, execute_notebook(*arguments(document)))
     else:
@@ -273,5 +287,23 @@ def build_from_results(cfg: config.Profile, output: Path | None = None) -> Path:
     staging = output / "source"
     stage_sources(cfg, staging, origin=provenance.describe(run))
     for document in notebooks():
-        shutil.copy(published / f"{Path(document).name}.ipynb", staging / f"{document}.ipynb")
+        executed = published / f"{Path(document).name}.ipynb"
+        if executed.is_file():
+            shutil.copy(executed, staging / f"{document}.ipynb")
+        else:
+            log.warning("book/%s.ipynb is newer than the published run: shown as a note",
+                        Path(document).name)
+            nbformat.write(not_in_run(ROOT / f"{document}.ipynb", cfg.profile),
+                           staging / f"{document}.ipynb")
     return _render(staging, output)
+
+
+def not_in_run(source: Path, profile: str) -> nbformat.NotebookNode:
+    """A page the published run does not have: its title and a note saying so."""
+    notebook = nbformat.read(source, as_version=4)
+    title = notebook.cells[0].source.splitlines()[0]
+    notebook.cells = [nbformat.v4.new_markdown_cell(
+        f"{title}\n\nThis page is newer than the published run of profile `{profile}`, so "
+        f"the run has no executed copy of it. `ntkbook build --profile {profile}` executes it; "
+        f"the next published run will include it.")]
+    return notebook

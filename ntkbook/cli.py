@@ -87,8 +87,8 @@ def parser() -> argparse.ArgumentParser:
                        help="execute only the notebooks whose names contain one of these")
     build.add_argument("--jobs", type=int, metavar="N",
                        help="pages executed at once, the protocol page and the longest "
-                            "first (default: 2 where there are 2 cores or more; 1: one after "
-                            "the other, in the book's order)")
+                            "first, the claims page last (default: 2 where there are 2 cores "
+                            "or more; 1: one after the other)")
     build.add_argument("--from-results", action="store_true",
                        help="render the published notebooks of results/<profile>/ instead "
                             "of executing anything")

@@ -19,6 +19,7 @@ PARAMETERS_DIR = Path(__file__).resolve().parents[1] / "parameters"
 
 DATASETS = {"cifar10": 10, "cifar100": 100}
 MODELS = ("small_cnn", "resnet18")
+MODEL_NAMES = {"small_cnn": "a small CNN", "resnet18": "a ResNet-18"}  # in prose
 MODES = ("benign", "adversarial", "flip")
 ADVERSARIAL_STEPS = ("clean_then_adversarial", "adversarial_only")
 

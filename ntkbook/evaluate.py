@@ -50,24 +50,26 @@ def adversarial_examples(forward: Forward, variables: Variables, images: np.ndar
         for b, s in enumerate(tqdm(_batches(len(images), batch_size), desc=desc, leave=False))])
 
 
-def _accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
-    return 100.0 * float(np.mean(predictions == labels))
+def accuracy(correct: np.ndarray) -> float:
+    """Accuracy (%) of a per-image correctness mask."""
+    return 100.0 * float(np.mean(correct))
 
 
 def evaluate_transfer(source_forward: Forward, source_variables: Variables,
                       target_forward: Forward, target_variables: Variables, images: np.ndarray,
                       labels: np.ndarray, attack: AttackSettings, *, batch_size: int,
-                      seed: int = 0) -> float:
-    """Accuracy (%) of the target on PGD examples made against the source."""
+                      seed: int = 0) -> np.ndarray:
+    """Per image: is the target correct on the PGD example made against the source?"""
     x_adv = adversarial_examples(source_forward, source_variables, images, labels, attack,
                                  batch_size=batch_size, seed=seed)
-    return _accuracy(predict(target_forward, target_variables, x_adv, batch_size), labels)
+    return predict(target_forward, target_variables, x_adv, batch_size) == labels
 
 
 def evaluate(forward: Forward, variables: Variables, images: np.ndarray, labels: np.ndarray,
-             attack: AttackSettings, *, batch_size: int, seed: int = 0) -> dict[str, float]:
-    """``{'clean': accuracy, 'robust': accuracy under PGD}`` in percent."""
-    return {"clean": _accuracy(predict(forward, variables, images, batch_size), labels),
+             attack: AttackSettings, *, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per-image correctness ``{'clean': mask, 'robust': mask under PGD}`` (booleans), so
+    that comparisons can be paired by image (:mod:`ntkbook.stats`)."""
+    return {"clean": predict(forward, variables, images, batch_size) == labels,
             "robust": evaluate_transfer(forward, variables, forward, variables, images, labels,
                                         attack, batch_size=batch_size, seed=seed)}
 

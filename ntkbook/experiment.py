@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ntkbook import data, models
 from ntkbook.config import Profile
-from ntkbook.evaluate import evaluate, evaluate_transfer, first_order_ratio, tau
+from ntkbook.evaluate import accuracy, evaluate, evaluate_transfer, first_order_ratio, tau
 from ntkbook.runs import Data, Run, load_checkpoint, train_run
 from ntkbook.store import Spec, Store
 from ntkbook.train import SGD, AttackSettings, Variables, forward_fn, init_state, make_train_step
@@ -200,6 +200,10 @@ class NetworkId:
         return {k: v for k, v in (("lr", self.lr), ("update_bn", self.update_bn),
                                   ("adversarial", self.adversarial)) if v}
 
+    def at(self, seed: int) -> NetworkId:
+        """The same network for ``seed``."""
+        return dataclasses.replace(self, seed=seed)
+
     def parent(self) -> NetworkId:
         """The stage-1 network this one starts from (itself for a stage-1 network)."""
         return NetworkId(self.seed, self.mode, self.epoch)
@@ -223,15 +227,21 @@ def _forward(cfg: Profile, network: Network):
     return forward_fn(model_for(cfg), network.dynamics)
 
 
-def evaluation(cfg: Profile, store: Store, network: Network) -> dict[str, float]:
-    """Cached clean and PGD test accuracy (%); the attack differentiates ``network`` itself."""
-    def compute() -> dict[str, float]:
+def evaluation_masks(cfg: Profile, store: Store, network: Network) -> dict[str, np.ndarray]:
+    """Cached per-image correctness on the test subset, ``{'clean', 'robust'}`` (PGD through
+    ``network`` itself), booleans in the test subset's order."""
+    def compute() -> dict[str, np.ndarray]:
         split = test_split(cfg)
         return evaluate(_forward(cfg, network), network.load(), split.images, split.labels,
                         eval_attack(cfg), batch_size=cfg.eval_batch_size)
 
-    spec = {"kind": "evaluation", **network.spec, **test_spec(cfg)}
-    return {k: float(v) for k, v in store.get_or_compute(spec, compute).items()}
+    spec = {"kind": "evaluation", "per_image": True, **network.spec, **test_spec(cfg)}
+    return {k: np.asarray(v, bool) for k, v in store.get_or_compute(spec, compute).items()}
+
+
+def evaluation(cfg: Profile, store: Store, network: Network) -> dict[str, float]:
+    """Clean and PGD test accuracy (%) of :func:`evaluation_masks`."""
+    return {k: accuracy(v) for k, v in evaluation_masks(cfg, store, network).items()}
 
 
 def evaluate_stage1(cfg: Profile, seed: int, mode: str, epoch: float,
@@ -270,15 +280,17 @@ def over_seeds(seeds: tuple[int, ...], rows: dict[str, Callable[[int], dict[str,
 
 
 def transfer_accuracy(cfg: Profile, store: Store, source: Network, target: Network) -> float:
-    """Cached accuracy (%) of ``target`` on PGD test examples made against ``source``."""
-    def compute() -> dict[str, float]:
+    """Cached accuracy (%) of ``target`` on PGD test examples made against ``source`` (kept
+    per image in the cache)."""
+    def compute() -> dict[str, np.ndarray]:
         split = test_split(cfg)
-        return {"accuracy": evaluate_transfer(
+        return {"correct": evaluate_transfer(
             _forward(cfg, source), source.load(), _forward(cfg, target), target.load(),
             split.images, split.labels, eval_attack(cfg), batch_size=cfg.eval_batch_size)}
 
-    spec = {"kind": "transfer", "source": source.spec, "target": target.spec, **test_spec(cfg)}
-    return float(store.get_or_compute(spec, compute)["accuracy"])
+    spec = {"kind": "transfer", "per_image": True, "source": source.spec,
+            "target": target.spec, **test_spec(cfg)}
+    return accuracy(np.asarray(store.get_or_compute(spec, compute)["correct"], bool))
 
 
 def transferability(cfg: Profile, store: Store, source: Network, target: Network) -> float:

@@ -207,4 +207,7 @@ def _audit(cfg: Profile, store: Store, job: Job) -> list[str]:
         results = robustness.audit(cfg, store, experiment.network(cfg, store, nid),
                                    experiment.network(cfg, store, source))
         lines.append(f"{label} (seed {job.seed}): {robustness.verdict(cfg, results)}")
+    for nid in robustness.pgd_controls(cfg, job.seed):  # the claims' unaudited controls
+        robustness.attack_mask(cfg, store, experiment.network(cfg, store, nid),
+                               robustness.book_pgd(cfg))
     return lines

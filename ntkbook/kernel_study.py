@@ -144,6 +144,13 @@ def final_kernel_distance(cfg: Profile, store: Store, first: tuple[int, str],
     return kernels.kernel_distance(*final)
 
 
+def across_seeds(distances: np.ndarray) -> np.ndarray:
+    """Per seed i, the mean of a (seeds, seeds) matrix of distances over the other seeds j:
+    how far seed i's kernel is from kernels of other initialisations."""
+    n = len(distances)
+    return (distances.sum(axis=1) - np.diag(distances)) / (n - 1)
+
+
 # --- section 8 -------------------------------------------------------------------------
 
 def eigen_networks(cfg: Profile) -> dict[str, NetworkId]:

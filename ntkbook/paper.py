@@ -54,8 +54,8 @@ TABLE2 = {
     "K_T adversarial": {"benign clean": (79.65, 0.30), "benign robust": (55.46, 1.79),
                         "adversarial clean": (81.23, 0.57),
                         "adversarial robust": (57.50, 1.56)},
-    "standard adversarial training": {"adversarial clean": (81.58, 0.63),
-                                      "adversarial robust": (51.77, 0.80)},
+    "standard adversarial training": {"benign clean": (81.58, 0.63),
+                                      "benign robust": (51.77, 0.80)},
 }
 TABLES = {"table1": TABLE1, "table2": TABLE2}
 

@@ -1,9 +1,11 @@
 """Publish an executed build: ``results/<profile>/`` with the executed notebooks, ``run.json``
-and a README of the paper's claims, readable without running anything.
+and a README of the paper's claims, readable without running anything; and the repository
+README's paragraph on the run (between markers), so that no number of a run is typed by hand.
 
 ``run.json`` holds the build's facts (profile and the SHA-256 of its file, finish time,
 machine, versions, code, wall time per notebook, the source notebooks' hashes), the claims of
-every page (collected from the notebooks' claims tables, :class:`ntkbook.report.ClaimsTable`)
+every page (collected from the notebooks' claims tables, :class:`ntkbook.report.ClaimsTable`,
+as :mod:`ntkbook.claims` decided them)
 and headline accuracies (means over seeds, %).
 """
 
@@ -24,7 +26,7 @@ from ntkbook.store import Store
 
 def collect_claims(notebook: nbformat.NotebookNode, page: str) -> list[dict[str, str]]:
     """Every claim a notebook's claims tables output, with its page."""
-    return [{"page": page, **claim}
+    return [{"page": page, **claim}  # a claim names its own page; older runs did not
             for cell in notebook.cells if cell.cell_type == "code"
             for output in cell.get("outputs", [])
             for claim in output.get("metadata", {}).get(report.CLAIMS_KEY, [])]
@@ -46,18 +48,84 @@ def headline(cfg: Profile, store: Store) -> dict[str, float]:
     return {k: round(v, 2) for k, v in out.items()}
 
 
+HEADLINE_NAMES = {"benign_final_clean": "benign training, final clean accuracy",
+                  "adversarial_final_clean": "adversarial training, final clean accuracy",
+                  "adversarial_final_robust": "adversarial training, final PGD accuracy"}
+README = book.ROOT / "README.md"
+
+
+def calibrated(run: dict[str, Any]) -> bool:
+    """Whether the run's claims were decided by :mod:`ntkbook.stats` (intervals kept)."""
+    return all("estimate" in claim for claim in run["claims"])
+
+
+def headline_text(run: dict[str, Any]) -> str:
+    return "; ".join(f"{HEADLINE_NAMES.get(k, k)} {v:.1f} %" for k, v in run["headline"].items())
+
+
+def verdict_text(run: dict[str, Any]) -> str:
+    """What the run says of the paper's claims, in one sentence."""
+    if calibrated(run):
+        return (f"Decided by the book's calibrated rule (95 % intervals over "
+                f"{len(run['claims'][0].get('per_seed', {}).get('a', [])) or 'the'} seeds), "
+                f"{report.counts_text(run['claims'])}.")
+    old = sum(c["verdict"] == "holds" for c in run["claims"])
+    return (f"Its {len(run['claims'])} verdicts predate the book's calibrated rule: they "
+            f"compared means over seeds, by which {old} claims held; most of those comparisons "
+            f"are within noise, so they are not verdicts the book stands by. The run is redone "
+            f"with the calibrated rule, intervals and per-seed values.")
+
+
+def summary(run: dict[str, Any]) -> str:
+    """The README's paragraph on a published run, generated from its ``run.json``."""
+    machine = run["machine"]
+    where = f"results/{run['profile']}/"
+    return (f"**A published run you can read without running anything:** [`{where}`]"
+            f"({where}README.md) holds every page executed under the `{run['profile']}` profile "
+            f"on {machine['cpu']} ({machine['cores']} cores, "
+            f"{', '.join(machine['gpus']) or 'no GPU'}) in "
+            f"{run['total_wall_seconds'] / 60:.1f} minutes, finished {run['finished'][:10]} "
+            f"(code `{run['code'][:7]}`). Headline: {headline_text(run)}. {verdict_text(run)} "
+            f"`ntkbook build --profile {run['profile']} --from-results` renders it as HTML in "
+            f"seconds, offline.")
+
+
+def markers(profile: str) -> tuple[str, str]:
+    return (f"<!-- published run {profile}: written by `ntkbook publish`, do not edit -->",
+            f"<!-- end of published run {profile} -->")
+
+
+def write_summary(run: dict[str, Any], path: Path = README) -> None:
+    """Replace the text between the profile's markers in ``path`` with :func:`summary`."""
+    start, end = markers(run["profile"])
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise book.BookError(f"{path} has no {start} ... {end} block for the summary")
+    before, rest = text.split(start, 1)
+    path.write_text(before + start + "\n" + summary(run) + "\n" + end + rest.split(end, 1)[1])
+
+
 def readme(run: dict[str, Any], stale: list[str]) -> str:
-    """``results/<profile>/README.md``: the run's facts and the claims across the book."""
-    holding = sum(c["verdict"] == "holds" for c in run["claims"])
+    """``results/<profile>/README.md``: the claims across the book first, then the run."""
     machine = run["machine"]
     lines = [
         f"# Published run: profile `{run['profile']}`",
         "",
-        f"{holding} of the paper's {len(run['claims'])} claims checked by the book hold at "
-        f"this profile. The executed notebooks are in this folder; "
+        verdict_text(run) + f" The executed notebooks are in this folder; "
         f"`ntkbook build --profile {run['profile']} --from-results` renders them as HTML "
         f"without executing anything.",
         "",
+        "## The paper's claims at this profile",
+        "",
+    ]
+    if calibrated(run):
+        lines += [report.claims_markdown(run["claims"], page_column=True), ""]
+    else:
+        lines += [report.markdown_table(
+            ["page", "claim", "ours", "paper", "old verdict (means compared)"],
+            [(c["page"], c["claim"], c["ours"], c["paper"], c["verdict"])
+             for c in run["claims"]]), ""]
+    lines += [
         "## The run",
         "",
         report.markdown_table(["", ""], [
@@ -73,12 +141,6 @@ def readme(run: dict[str, Any], stale: list[str]) -> str:
             ("headline (%)", ", ".join(f"{k} {v:.2f}" for k, v in run["headline"].items())),
         ]),
         "",
-        "## The paper's claims at this profile",
-        "",
-        report.markdown_table(["page", "claim", "ours", "paper", "verdict"],
-                              [(c["page"], c["claim"], c["ours"], c["paper"], c["verdict"])
-                               for c in run["claims"]]),
-        "",
     ]
     if stale:
         lines += ["## Stale pages", "",
@@ -86,6 +148,15 @@ def readme(run: dict[str, Any], stale: list[str]) -> str:
                   "from the older version: " + ", ".join(f"`book/{n}.ipynb`" for n in stale),
                   ""]
     return "\n".join(lines)
+
+
+def rewrite_readmes(profile: str, results: Path | None = None) -> None:
+    """Write ``results/<profile>/README.md`` and the README's summary from ``run.json``."""
+    target = (results or book.RESULTS) / profile
+    run = json.loads((target / "run.json").read_text())
+    (target / "README.md").write_text(readme(run, provenance.stale_notebooks(run)))
+    if results is None:
+        write_summary(run)
 
 
 def publish(profile: str, store: Store | None = None, built: Path | None = None,
@@ -117,5 +188,5 @@ def publish(profile: str, store: Store | None = None, built: Path | None = None,
         claims += collect_claims(nbformat.read(executed, as_version=4), name)
     run.update(claims=claims, headline=headline(cfg, store or Store()))
     (target / "run.json").write_text(json.dumps(run, indent=1) + "\n")
-    (target / "README.md").write_text(readme(run, provenance.stale_notebooks(run)))
+    rewrite_readmes(cfg.profile, results)
     return target

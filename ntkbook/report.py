@@ -1,17 +1,22 @@
-"""Numbers for the book: mean +- std over seeds and markdown tables beside the paper's."""
+"""Numbers for the book: mean ± s.d. over seeds, markdown tables beside the paper's, and the
+claims tables."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and (population) standard deviation, as the paper reports over seeds."""
+    """Mean and sample standard deviation (ddof = 1; 0 for one value) over seeds."""
     array = np.asarray(values, dtype=float)
-    return float(array.mean()), float(array.std())
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def seeds_note(n: int) -> str:
+    """What the ± in the book's tables means."""
+    return f"mean ± sample s.d. over n = {n} seeds"
 
 
 def format_pm(mean: float, std: float, digits: int = 2) -> str:
@@ -36,11 +41,6 @@ def settings_table(settings: dict[str, object]) -> str:
     """Two-column markdown table of parameter names and values."""
     return markdown_table(["parameter", "value"],
                           [(f"`{k}`", v) for k, v in settings.items()])
-
-
-def verdict(holds: bool) -> str:
-    """The word the book prints next to a claim of the paper checked on our numbers."""
-    return "holds" if holds else "does not hold"
 
 
 def beside_paper(ours: Sequence[float] | None, paper: tuple[float, float] | None,
@@ -70,40 +70,85 @@ def table_beside_paper(rows: dict[str, dict[str, Sequence[float]]],
 
 
 CLAIMS_KEY = "ntkbook_claims"  # output metadata of a claims table: its rows, as data
+DIGITS = {"points": 1, "%": 1, "S": 4, "dS/dt": 4, "tau": 3, "rank": 2, "KSM": 3, "ratio": 3}
+VERDICT_ORDER = ("holds", "does not hold", "inconclusive", "not testable at this profile")
 
 
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """One of the paper's claims checked on our numbers."""
+def bound(value: float, digits: int) -> str:
+    """A bound of an interval (infinite: unbounded, nothing decided)."""
+    if np.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return f"{value:+.{digits}f}"
 
-    claim: str
-    ours: str
-    paper: str
-    holds: bool
 
-    def as_dict(self) -> dict[str, str]:
-        return {"claim": self.claim, "ours": self.ours, "paper": self.paper,
-                "verdict": verdict(self.holds)}
+def interval_text(claim: dict) -> str:
+    """``'+2.5 [−1.0, +6.0] points'`` for a claim as ``run.json`` keeps it."""
+    if claim.get("estimate") is None:
+        return "– (no interval)"
+    digits = DIGITS.get(claim["unit"], 3)
+    low = claim["low"] if claim["low"] is not None else -np.inf
+    high = claim["high"] if claim["high"] is not None else np.inf
+    return (f"{claim['estimate']:+.{digits}f} [{bound(low, digits)}, {bound(high, digits)}] "
+            f"{claim['unit']}")
+
+
+def verdict_counts(claims: Sequence[dict]) -> dict[str, int]:
+    """How many claims have each verdict (every verdict listed, zeros included)."""
+    return {v: sum(c["verdict"] == v for c in claims) for v in VERDICT_ORDER}
+
+
+def counts_text(claims: Sequence[dict]) -> str:
+    """``'3 hold, 1 does not hold, 5 inconclusive, 0 not testable at this profile'``."""
+    words = {"holds": ("holds", "hold")}
+    parts = []
+    for verdict, count in verdict_counts(claims).items():
+        singular, plural = words.get(verdict, (verdict, verdict))
+        parts.append(f"{count} {singular if count == 1 else plural}")
+    return f"of {len(claims)} claims, " + ", ".join(parts)
+
+
+def per_seed_text(claim: dict) -> str:
+    """``'; per seed: 30.2, 31.0, 29.8 vs 28.0, 27.5, 29.1'`` (accuracies in %)."""
+    sides = [", ".join("–" if v is None else f"{v:.{DIGITS.get(claim['unit'], 3)}f}"
+                       for v in values) for values in claim.get("per_seed", {}).values()]
+    return f"; per seed: {' vs '.join(sides)}" if sides else ""
+
+
+def claims_markdown(claims: Sequence[dict], *, page_column: bool = False) -> str:
+    """The claims as a table (claim, ours, paper, difference and 95 % interval, verdict),
+    then, folded, how each was decided."""
+    header = (["page"] if page_column else []) + [
+        "claim", "ours (mean over seeds)", "paper", "difference [95 % interval]", "verdict"]
+    rows = [([c["page"]] if page_column else []) +
+            [f"{c['claim']} ({c['section']})", c["ours"], c["paper"], interval_text(c),
+             f"**{c['verdict']}**"] for c in claims]
+    details = [f"- *{c['claim']}*: {c['test']}. {c['method']}"
+               + (f"; attack: {c['attack']}" if c.get("attack") else "")
+               + per_seed_text(c)
+               + (f". **Not testable**: {c['reason']}" if c.get("reason") else "")
+               + (f". Under PGD alone: {c['pgd_verdict']}" if c.get("pgd_verdict") else "")
+               + "." for c in claims]
+    return "\n".join([markdown_table(header, rows), "",
+                      "<details><summary>How each claim was decided</summary>", "",
+                      *details, "", "</details>"])
 
 
 class ClaimsTable:
-    """A page's claims: shown as a Markdown table, and carried as data (the output's
-    metadata ``CLAIMS_KEY``) in the executed notebook, where ``ntkbook publish`` collects
-    every page's claims."""
+    """A page's decided claims: shown as Markdown, and carried as data (the output's
+    metadata ``CLAIMS_KEY``, unless ``carry`` is False) in the executed notebook, where
+    ``ntkbook publish`` collects every page's claims."""
 
-    def __init__(self, claims: Sequence[Claim]):
-        self.claims = list(claims)
+    def __init__(self, claims: Sequence[dict], carry: bool = True):
+        self.claims, self.carry = list(claims), carry
 
     @property
-    def holding(self) -> str:
-        """``'3 of 4'``: how many of the claims hold."""
-        return f"{sum(c.holds for c in self.claims)} of {len(self.claims)}"
+    def summary(self) -> str:
+        """``'of 5 claims, 2 hold, ...'``."""
+        return counts_text(self.claims)
 
     def markdown(self) -> str:
-        return markdown_table(["claim", "ours", "paper", "verdict"],
-                              [(c.claim, c.ours, c.paper, verdict(c.holds))
-                               for c in self.claims])
+        return claims_markdown(self.claims, page_column=not self.carry)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict, dict]:
         return ({"text/markdown": self.markdown()},
-                {CLAIMS_KEY: [c.as_dict() for c in self.claims]})
+                {CLAIMS_KEY: self.claims} if self.carry else {})

@@ -338,7 +338,34 @@ def verdict(cfg: Profile, results: dict[str, Any]) -> str:
     if gap <= tolerance(cfg):
         return (f"robustness holds under the worst case ({results['worst case']:.1f} %, "
                 f"PGD {results['PGD']:.1f} %)")
-    return f"PGD over-reported robustness by {gap:.1f} points ({results['worst case']:.1f} %)"
+    return (f"PGD over-reported robustness by at least {gap:.1f} points (worst case "
+            f"{results['worst case']:.1f} %; a stronger attack could only lower it)")
+
+
+def budget(cfg: Profile) -> str:
+    """The worst case's attacks and budgets, in words."""
+    names = ", ".join(a.name + (f" ({a.steps} steps)" if a.kind in ("apgd", "apgd_t") else "")
+                      + (f" ({a.targets} targets)" if a.targets else "")
+                      + (f" ({a.queries} queries)" if a.queries else "")
+                      for a in ensemble(cfg))
+    return (f"worst case of {names}, on {cfg.audit_images} audited test images: a reduced "
+            f"AutoAttack-style ensemble, so its accuracies are upper bounds")
+
+
+def pgd_and_worst_case(cfg: Profile, store: Store) -> dict[str, dict[str, np.ndarray]]:
+    """Per audited network, (seeds, images) correctness on the audited images under the
+    book's PGD and under the worst case (cached)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for label in audited_networks(cfg, cfg.seeds[0]):
+        nets = [network(cfg, store, audited_networks(cfg, seed)[label][0]) for seed in cfg.seeds]
+        out[label] = {"PGD": np.stack([attack_mask(cfg, store, n, book_pgd(cfg)) for n in nets]),
+                      "worst case": np.stack([worst_case(cfg, store, n).robust for n in nets])}
+    return out
+
+
+def mean_results(per_seed: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """PGD and worst-case accuracy, means over seeds (what :func:`verdict` reads)."""
+    return {key: float(np.mean([r[key] for r in per_seed])) for key in ("PGD", "worst case")}
 
 
 def over_reported(values: Sequence[dict[str, Any]]) -> float:
@@ -377,6 +404,15 @@ def audited_networks(cfg: Profile, seed: int) -> dict[str, tuple[NetworkId, Netw
     }
     return {label: (nid, benign_end if nid.stage == 1 else nid.parent())
             for label, nid in networks.items()}
+
+
+def pgd_controls(cfg: Profile, seed: int) -> list[NetworkId]:
+    """Networks the claims compare with audited ones under PGD on the audited images (the
+    final linearized models and the final benign network), for the grid's audit job."""
+    end = float(cfg.stage1_epochs)
+    nets = [NetworkId(seed, mode, end, "linearized") for mode in ("benign", "adversarial")
+            if mode in cfg.modes]
+    return nets + [NetworkId(seed, "benign", end)] if "benign" in cfg.modes else nets
 
 
 def audit_all(cfg: Profile, store: Store) -> dict[str, list[dict[str, Any]]]:

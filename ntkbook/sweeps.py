@@ -100,11 +100,12 @@ def transferability_by_spawn(cfg: Profile, store: Store) -> dict[str, dict[str, 
 
 @dataclasses.dataclass(frozen=True)
 class HeadlineRow:
-    """One headline number of section 4: per-seed PGD accuracy on the test subset and
-    worst-case accuracy on the audited images, and the key of the paper's number."""
+    """One headline number of section 4: per-seed clean and PGD accuracy on the test subset
+    and worst-case accuracy on the audited images, and the key of the paper's number."""
 
     name: str
     label: str
+    clean: np.ndarray
     pgd: np.ndarray
     worst_case: np.ndarray
     paper_key: str
@@ -130,8 +131,9 @@ def headline(cfg: Profile, store: Store) -> list[HeadlineRow]:
         if nid_of(cfg.seeds[0]).mode not in cfg.modes:
             continue
         networks = [experiment.network(cfg, store, nid_of(seed)) for seed in cfg.seeds]
+        evaluations = [experiment.evaluation(cfg, store, n) for n in networks]
         out.append(HeadlineRow(
-            name, label,
-            np.array([experiment.evaluation(cfg, store, n)["robust"] for n in networks]),
+            name, label, np.array([e["clean"] for e in evaluations]),
+            np.array([e["robust"] for e in evaluations]),
             np.array([robustness.worst_case_accuracy(cfg, store, n) for n in networks]), key))
     return out

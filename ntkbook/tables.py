@@ -82,11 +82,11 @@ def base_kernel_parents(cfg: Profile) -> dict[str, tuple[str, float]]:
 def frozen_kernel_ids(cfg: Profile, seed: int) -> dict[str, dict[str, NetworkId]]:
     """Table 2's networks: ``{row: {stage-2 data: network}}``, centered dynamics on each base
     kernel trained on benign and on adversarial data, and the baseline (the end of
-    adversarial stage 1) under "adversarial"."""
+    adversarial stage 1) under "benign", where the paper's Table 2 puts it."""
     ids = {row: {data: NetworkId(seed, mode, t, "centered", adversarial=data == "adversarial")
                  for data in ("benign", "adversarial")}
            for row, (mode, t) in base_kernel_parents(cfg).items()}
-    ids[BASELINE] = {"adversarial": NetworkId(seed, "adversarial", float(cfg.stage1_epochs))}
+    ids[BASELINE] = {"benign": NetworkId(seed, "adversarial", float(cfg.stage1_epochs))}
     return ids
 
 

@@ -14,7 +14,8 @@ PAGES = [  # (page, figures at least, a number of the paper it must state)
     ("protocol", 1, "51.77"), ("kernel_evolution", 1, "claim"),
     ("linearized_training", 2, "55.46"), ("transferability", 1, "tau"),
     ("sgd_vs_linearized", 0, "62.09"), ("frozen_kernel_adversarial_training", 0, "76.15"),
-    ("ntk_eigenvectors", 1, "eigenvalues"), ("robustness_audit", 1, "76.15"),
+    ("ntk_eigenvectors", 1, "eigenvalues"), ("robustness_audit", 2, "76.15"),
+    ("claims", 1, "55.46"),
 ]
 NOISE = ("IProgress not found", "Unable to initialize backend", "Passed unknown parameter")
 
@@ -106,10 +107,11 @@ def test_pages_are_executed_at_once(tmp_path, monkeypatch):
     assert printed == {"a": ["True"], "b": ["True"]}
 
 
-def test_pages_start_with_the_protocol_then_the_longest():
+def test_pages_start_with_the_protocol_then_the_longest_and_the_claims_page_last():
     pages = book.notebooks()
     order = book.start_order(list(reversed(pages)) + ["book/new_page"])
     assert order[0] == "book/protocol" and order[-1] == "book/new_page"
+    assert order[-2] == "book/claims"
     assert sorted(order[:-1]) == sorted(pages)
     assert order.index("book/linearized_training") < order.index("book/kernel_evolution")
 
@@ -144,7 +146,7 @@ def test_smoke_book_builds_with_pages_and_figures(tmp_path, monkeypatch):
         text = json.dumps(outputs)
         assert not any(noise in text for noise in NOISE), path.name
         claims += sum(len(o.get("metadata", {}).get(report.CLAIMS_KEY, [])) for o in outputs)
-    assert claims >= 12  # every page's claims, as data for `ntkbook publish`
+    assert claims == 24  # every page's claims, as data for `ntkbook publish`, once each
     record = json.loads((tmp_path / "book" / book.BUILD_RECORD).read_text())
     assert record["complete"] and set(record["wall_seconds"]) == {p for p, _, _ in PAGES}
 

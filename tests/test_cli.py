@@ -48,9 +48,10 @@ def test_bad_command_line_values_fail_before_compute(capsys):
         cli.main(["stage1", "--profile", "smoke", "--seed", "0", "--mode", "lazy"])
 
 
-def test_mean_std_is_the_population_std_over_seeds():
-    assert report.mean_std([1.0, 3.0]) == (2.0, 1.0)
-    assert report.pm([81.0, 82.0, 83.0]) == "82.00 ± 0.82"
+def test_mean_std_is_the_sample_std_over_seeds():
+    assert report.mean_std([1.0, 3.0]) == (2.0, 2 ** 0.5)
+    assert report.pm([81.0, 82.0, 83.0]) == "82.00 ± 1.00"
+    assert report.mean_std([5.0]) == (5.0, 0.0)
 
 
 def test_paper_numbers_follow_dataset_and_eps():

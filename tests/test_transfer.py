@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ntkbook import config, experiment
-from ntkbook.evaluate import evaluate, evaluate_transfer, tau
+from ntkbook.evaluate import accuracy, evaluate, evaluate_transfer, tau
 from ntkbook.train import forward_fn
 from tests.conftest import TINY
 
@@ -23,14 +23,27 @@ def test_tau_of_unperturbed_inputs_is_zero_and_of_real_examples_is_not(tiny, sto
     forward = forward_fn(experiment.model_for(tiny), "standard")
     split = experiment.test_split(tiny)
     attack = experiment.eval_attack(tiny)
-    own = evaluate(forward, target.load(), split.images, split.labels, attack,
-                   batch_size=tiny.eval_batch_size)
+    own = {k: accuracy(v) for k, v in evaluate(forward, target.load(), split.images,
+                                               split.labels, attack,
+                                               batch_size=tiny.eval_batch_size).items()}
     args = (forward, target.load(), forward, target.load(), split.images, split.labels)
-    unperturbed = evaluate_transfer(*args, dataclasses.replace(attack, eps=0.0),
-                                    batch_size=tiny.eval_batch_size)
+    unperturbed = accuracy(evaluate_transfer(*args, dataclasses.replace(attack, eps=0.0),
+                                             batch_size=tiny.eval_batch_size))
     assert tau(own["clean"], unperturbed, own["robust"]) == 0.0
-    other_start = evaluate_transfer(*args, attack, batch_size=tiny.eval_batch_size, seed=1)
+    other_start = accuracy(evaluate_transfer(*args, attack, batch_size=tiny.eval_batch_size,
+                                             seed=1))
     assert tau(own["clean"], other_start, own["robust"]) > 0.0  # same attack, other start
+
+
+def test_evaluations_are_kept_per_image_in_the_test_subset_order(tiny, store):
+    target = experiment.stage1_network(tiny, 0, "benign", tiny.stage1_epochs, store)
+    masks = experiment.evaluation_masks(tiny, store, target)
+    split = experiment.test_split(tiny)
+    forward = forward_fn(experiment.model_for(tiny), "standard")
+    predicted = forward(target.load(), split.images, False)[0].argmax(-1)
+    assert masks["clean"].dtype == bool and masks["clean"].shape == (len(split.labels),)
+    np.testing.assert_array_equal(masks["clean"], np.asarray(predicted) == split.labels)
+    assert experiment.evaluation(tiny, store, target)["clean"] == accuracy(masks["clean"])
 
 
 def test_tau_is_undefined_when_the_target_resists_its_own_examples():
