@@ -22,7 +22,7 @@ book: $(SETUP)  ## execute every notebook under $(PROFILE) and render the HTML b
 	$(PYTHON) -m ntkbook build --profile $(PROFILE)
 
 test: $(SETUP)  ## the tests, the end-to-end smoke book build among them; two test files at a time
-	$(PYTHON) -m pytest -q -n 2 --dist loadfile --durations=15
+	$(PYTHON) -m pytest -q -rs -n 2 --dist loadfile --durations=15
 
 benchmarks: $(SETUP)  ## step, attack and kernel throughput on the active JAX device
 	$(PYTHON) benchmarks/throughput.py

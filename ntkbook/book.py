@@ -83,16 +83,31 @@ def file_sha256(path: Path) -> str:
 WIDGET = "application/vnd.jupyter.widget-view+json"  # tqdm's progress bars in a kernel
 
 
-def _tidy_executed(path: Path) -> None:
-    """Hide the parameters and injected-parameters cells, and drop the progress bars (widget
-    outputs and their state, which would need a widget manager from a CDN to show)."""
+def settled(output: dict) -> dict:
+    """A stream output as a terminal would show it once done: each line's text after its
+    last carriage return (text progress bars redraw a line; a finished bar erases it)."""
+    if output.get("output_type") != "stream" or "\r" not in output.get("text", ""):
+        return output
+    lines = [line.rsplit("\r", 1)[-1] for line in output["text"].split("\n")]
+    text = "\n".join(line for line in lines if line.strip() or not line)
+    return nbformat.from_dict({**output, "text": text})
+
+
+def _tidy_executed(path: Path, page_key: str | None = None) -> None:
+    """Hide the parameters and injected-parameters cells, drop the progress bars (widget
+    outputs and their state, which would need a widget manager from a CDN to show) and
+    record the page's key."""
     notebook = nbformat.read(path, as_version=4)
+    if page_key:
+        notebook.metadata.setdefault("ntkbook", {})["page_key"] = page_key
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
         if HIDDEN_TAGS & set(tags):
             cell.metadata["tags"] = sorted(set(tags) | {"remove-cell"})
         if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if WIDGET not in o.get("data", {})]
+            cell.outputs = [settled(o) for o in cell.outputs if WIDGET not in o.get("data", {})]
+            cell.outputs = [o for o in cell.outputs
+                            if o.get("output_type") != "stream" or o.get("text", "").strip()]
     notebook.metadata.pop("widgets", None)
     nbformat.write(notebook, path)
 
@@ -122,20 +137,63 @@ class PageKernelManager(AsyncKernelManager):
             await super()._async_interrupt_kernel()
 
 
-def execute_notebook(source: Path, target: Path, parameters: dict) -> float:
-    """Run ``source`` with papermill ``parameters`` into ``target``; return wall seconds."""
+def execute_notebook(source: Path, target: Path, parameters: dict,
+                     page_key: str | None = None) -> float:
+    """Run ``source`` with papermill ``parameters`` into ``target``; return wall seconds.
+
+    The page runs into a private file that replaces ``target`` only when every cell ran, so
+    a failed run never overwrites the last good executed copy; the failed copy is kept
+    beside it as ``<name>.failed.ipynb`` (named in the error). ``page_key`` (what the copy
+    was executed from, :func:`page_key`) is recorded in the copy's metadata.
+    """
     start = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
+    running = target.with_name(f".{target.stem}.{os.getpid()}.running.ipynb")
+    failed = target.with_name(f"{target.stem}.failed.ipynb")
     try:
-        papermill.execute_notebook(str(source), str(target), parameters=parameters,
-                                   cwd=str(source.parent), progress_bar=False,
-                                   kernel_name="python3", kernel_manager_class=PageKernelManager)
-    except papermill.PapermillExecutionError as error:
-        name = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
-        raise BookError(f"{name} failed in cell {error.exec_count}: "
-                        f"{error.ename}: {error.evalue} (executed copy: {target})") from None
-    _tidy_executed(target)
+        try:
+            papermill.execute_notebook(str(source), str(running), parameters=parameters,
+                                       cwd=str(source.parent), progress_bar=False,
+                                       kernel_name="python3",
+                                       kernel_manager_class=PageKernelManager)
+        except papermill.PapermillExecutionError as error:
+            os.replace(running, failed)
+            name = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+            raise BookError(f"{name} failed in cell {error.exec_count}: "
+                            f"{error.ename}: {error.evalue} (failed copy: {failed}; the last "
+                            f"good executed copy, if any, is kept)") from None
+        _tidy_executed(running, page_key)
+        os.replace(running, target)
+    finally:
+        running.unlink(missing_ok=True)
+    failed.unlink(missing_ok=True)
     return time.perf_counter() - start
+
+
+def code_sha256() -> str:
+    """SHA-256 of the ntkbook package's sources: a page depends on all of them."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "ntkbook").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def page_key(document: str, profile: str, dataset: str) -> str:
+    """What an executed page depends on: its source, the profile file, the ntkbook code and
+    the data files (folder, names and sizes). Equal keys: the page need not run again."""
+    folder = data.dataset_folder(dataset)
+    files = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
+    parts = [file_sha256(ROOT / f"{document}.ipynb"), provenance.profile_sha256(profile),
+             code_sha256(), str(folder.resolve()), json.dumps(files)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def executed_key(path: Path) -> str | None:
+    """The page key recorded in an executed copy, or None (absent, unreadable)."""
+    try:
+        return nbformat.read(path, as_version=4).metadata.get("ntkbook", {}).get("page_key")
+    except (OSError, ValueError):
+        return None
 
 
 def model_description(cfg: config.Profile) -> str:
@@ -143,13 +201,16 @@ def model_description(cfg: config.Profile) -> str:
     return f"{config.MODEL_NAMES[cfg.model]} (width {cfg.width})"
 
 
-def stage_sources(cfg: config.Profile, staging: Path, origin: str, *,
-                  keep_notebooks: bool = False) -> None:
+def stage_sources(cfg: config.Profile, staging: Path, origin: str) -> None:
     """Copy the book's configuration and pages into ``staging``, stamped with the profile,
-    its model and ``origin`` (what produced the outputs); ``keep_notebooks`` keeps the
-    notebooks a previous build executed there."""
-    if staging.exists() and not keep_notebooks:
-        shutil.rmtree(staging)
+    its model and ``origin`` (what produced the outputs). Executed copies of the book's
+    notebooks already there are kept (a rebuild reuses those whose key is unchanged);
+    anything else in ``staging/book`` is removed."""
+    pages = {f"{Path(d).name}.ipynb" for d in notebooks()}
+    if (staging / "book").is_dir():
+        for path in (staging / "book").iterdir():
+            if path.name not in pages:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
     (staging / "book").mkdir(parents=True, exist_ok=True)
     settings = yaml.safe_load((ROOT / "_config.yml").read_text())
     substitutions = settings["parse"].setdefault("myst_substitutions", {})
@@ -162,6 +223,7 @@ def stage_sources(cfg: config.Profile, staging: Path, origin: str, *,
                     OFFLINE_MATH)
     (staging / "_config.yml").write_text(yaml.safe_dump(settings, sort_keys=False))
     shutil.copy(ROOT / "_toc.yml", staging / "_toc.yml")
+    shutil.copytree(ROOT / "_static", staging / "_static", dirs_exist_ok=True)  # the book's CSS
     for path in (ROOT / "book").iterdir():
         if path.is_file() and path.suffix != ".ipynb":
             shutil.copy(path, staging / "book" / path.name)
@@ -179,10 +241,13 @@ def published_runs() -> dict[str, str]:
     return out
 
 
-def _render(staging: Path, output: Path) -> Path:
+def _render(staging: Path, output: Path, everything: bool = True) -> Path:
+    """Render the staged book as HTML (warnings are errors); all pages when ``everything``,
+    else only those Sphinx finds changed since its last render in ``output``."""
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
                "build", str(staging),
-               "--path-output", str(output), "-W", "-n", "--keep-going", "--all"]
+               "--path-output", str(output), "-W", "-n", "--keep-going",
+               *(["--all"] if everything else [])]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
         raise BookError(f"jupyter-book failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -204,7 +269,7 @@ def start_order(documents: list[str]) -> list[str]:
 
 
 def execute_pages(documents: list[str], staging: Path, profile: str,
-                  jobs: int) -> dict[str, float]:
+                  jobs: int, keys: dict[str, str] | None = None) -> dict[str, float]:
     """Execute ``documents`` into ``staging`` under ``profile`` in :func:`start_order`, one
     after the other when ``jobs`` is 1, else ``jobs`` at a time, each in its own process and
     kernel. Pages share work through the store: its locks make a page that needs
@@ -212,8 +277,9 @@ def execute_pages(documents: list[str], staging: Path, profile: str,
     Returns wall seconds per page name, in the order of ``documents``."""
     seconds: dict[str, float] = {}
 
-    def arguments(document: str) -> tuple[Path, Path, dict]:
-        return ROOT / f"{document}.ipynb", staging / f"{document}.ipynb", {"profile": profile}
+    def arguments(document: str) -> tuple[Path, Path, dict, str | None]:
+        return (ROOT / f"{document}.ipynb", staging / f"{document}.ipynb",
+                {"profile": profile}, (keys or {}).get(document))
 
     def done(document: str, wall: float) -> None:
         seconds[Path(document).name] = round(wall, 1)
@@ -239,13 +305,15 @@ def execute_pages(documents: list[str], staging: Path, profile: str,
 
 
 def build(profile: str = "smoke", output: Path | None = None, only: list[str] | None = None,
-          from_results: bool = False, jobs: int | None = None) -> Path:
+          from_results: bool = False, jobs: int | None = None, force: bool = False) -> Path:
     """Execute the book's notebooks under ``profile`` and render HTML; return the HTML folder.
 
-    ``only`` restricts execution to notebooks whose name contains one of the strings; the
-    others keep the outputs of the last build (or are rendered without them). ``jobs`` pages
-    are executed at once (default :func:`default_jobs`).
-    ``from_results`` renders the published run of the profile instead, executing nothing.
+    A page whose executed copy was made from the same source, profile file, ntkbook code and
+    data (:func:`page_key`) is not executed again unless ``force``. ``only`` restricts
+    execution to notebooks whose name contains one of the strings; the others keep the
+    outputs of the last build (or are rendered without them). ``jobs`` pages are executed
+    at once (default :func:`default_jobs`). ``from_results`` renders the published run of
+    the profile instead, executing nothing.
     """
     cfg = config.load_profile(profile)
     if jobs is not None and jobs < 1:
@@ -253,24 +321,48 @@ def build(profile: str = "smoke", output: Path | None = None, only: list[str] | 
     if from_results:
         return build_from_results(cfg, output)
     data.dataset_folder(cfg.dataset)  # fail now, before any compute, if the data is missing
+    warning = config.cpu_only_warning(cfg)
+    if warning:
+        log.warning(warning)  # hours of work where minutes were expected: say so, go on
     Store()  # and if the cache folder cannot be written
     output = Path(output or ROOT / "_build" / cfg.profile)
     staging = output / "source"
     began = time.time()
     stage_sources(cfg, staging, origin=f"executed by `ntkbook build` on "
-                                       f"{time.strftime('%Y-%m-%d')}", keep_notebooks=bool(only))
-    todo = [d for d in notebooks() if not only or any(name in d for name in only)]
+                                       f"{time.strftime('%Y-%m-%d')}")
+    keys = {d: page_key(d, profile, cfg.dataset) for d in notebooks()}
+    asked = [d for d in notebooks() if not only or any(name in d for name in only)]
+    todo = [d for d in asked
+            if force or executed_key(staging / f"{d}.ipynb") != keys[d]]
     for document in notebooks():
         target = staging / f"{document}.ipynb"
-        if document not in todo and not target.is_file():
+        if document not in asked and not target.is_file():
             shutil.copy(ROOT / f"{document}.ipynb", target)  # shown without outputs
-    log.info("executing %d page(s) under profile %s", len(todo), cfg.label)
-    seconds = execute_pages(todo, staging, profile, jobs or default_jobs())
+    previous = _previous_record(output)
+    reused = [Path(d).name for d in asked if d not in todo]
+    log.info("executing %d page(s) under profile %s%s", len(todo), cfg.label,
+             f"; {len(reused)} unchanged since their last run, reused" if reused else "")
+    seconds = execute_pages(todo, staging, profile, jobs or default_jobs(), keys)
+    seconds = {Path(d).name: seconds.get(Path(d).name,
+                                         previous.get("wall_seconds", {}).get(Path(d).name))
+               for d in notebooks() if Path(d).name in seconds or Path(d).name in reused}
     record = provenance.record(cfg, profile, began, seconds,
                                {Path(d).name: file_sha256(ROOT / f"{d}.ipynb")
                                 for d in notebooks()}, complete=not only)
+    record.update(reused=reused, code_sha256=code_sha256())
     (output / BUILD_RECORD).write_text(json.dumps(record, indent=1))
-    return _render(staging, output)
+    # what a page shows also depends on ntkbook (its Sphinx extension, say): a build that
+    # executed anything renders every page; one that executed nothing, only what changed
+    unchanged = not todo and previous.get("code_sha256") == record["code_sha256"]
+    return _render(staging, output, everything=not unchanged)
+
+
+def _previous_record(output: Path) -> dict:
+    """The last build's record in ``output`` (empty if none)."""
+    try:
+        return json.loads((output / BUILD_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def build_from_results(cfg: config.Profile, output: Path | None = None) -> Path:

@@ -1,6 +1,6 @@
 """The ntkbook command line: build the book, run its jobs, farm them out, keep the cache.
 
-Examples::
+Examples:
 
     ntkbook build --profile smoke                  # execute every notebook, render the HTML
     ntkbook build --profile cpu --from-results     # render the published run, no execution
@@ -12,8 +12,8 @@ Examples::
     ntkbook cache ls
     ntkbook publish --profile cpu
 
-Every job writes into the content-addressed cache (``$NTKBOOK_CACHE_DIR``), which many
-workers may share; ``ntkbook build`` then finds every result and computes only what is missing.
+Every job writes into the content-addressed cache ($NTKBOOK_CACHE_DIR), which many workers
+may share; ntkbook build then finds every result and computes only what is missing.
 """
 
 from __future__ import annotations
@@ -22,42 +22,46 @@ import argparse
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from ntkbook import book, housekeeping, jobs
-from ntkbook.config import MODES, ProfileError, load_profile
-from ntkbook.data import DataError
-from ntkbook.dynamics import DYNAMICS
-from ntkbook.experiment import NetworkId
-from ntkbook.store import Store, StoreError
-from ntkbook.train import DivergenceError
+from ntkbook import grid, housekeeping
+from ntkbook.config import MODES, Profile, ProfileError, available_profiles, load_profile
 
-EXPECTED_ERRORS = (ProfileError, DataError, book.BookError, StoreError, DivergenceError)
+if TYPE_CHECKING:
+    from ntkbook.jobs import Job
+
+# Modules that import JAX, papermill or submitit are imported by the commands that use them,
+# so that --help and argument errors answer at once.
+
+JOB_COMMANDS = {"stage1": "train stage 1 of one (seed, mode) and evaluate it",
+                "kernels": "compute the kernels of every checkpoint of one stage-1 run",
+                "stage2": "train and evaluate one stage-2 network",
+                "audit": "run the robustness audit of one seed's headline networks"}
+STAGE2_DYNAMICS = ("linearized", "centered", "centered_standard")  # ntkbook.dynamics.DYNAMICS[1:]
+
+EXPECTED_ERRORS = {"ntkbook.config": "ProfileError", "ntkbook.data": "DataError",
+                   "ntkbook.book": "BookError", "ntkbook.store": "StoreError",
+                   "ntkbook.train": "DivergenceError"}
 
 
-def _job_from(args: argparse.Namespace) -> jobs.Job:
-    if args.command in ("stage1", "kernels"):
-        return jobs.Job(args.command, args.seed, args.mode)
-    if args.command == "audit":
-        return jobs.Job("audit", args.seed)
-    network = NetworkId(args.seed, args.mode, args.spawn_epoch, args.dynamics, lr=args.lr,
-                        update_bn=args.update_bn, adversarial=args.adversarial)
-    return jobs.Job("stage2", args.seed, args.mode, network)
+def expected_errors() -> tuple[type[Exception], ...]:
+    """The error classes reported in one line: those of :data:`EXPECTED_ERRORS` whose module
+    is loaded (a module the command never imported raised nothing)."""
+    return tuple(getattr(sys.modules[module], name) for module, name in EXPECTED_ERRORS.items()
+                 if module in sys.modules)
 
 
 def _add_profile(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     parser.add_argument("--profile", default=default, required=default is None,
-                        help="a profile name in parameters/ (smoke, cpu, gpu, paper, "
-                             "paper-eps8) or a path to a profile YAML file"
+                        help=f"a profile name in parameters/ ({', '.join(available_profiles())})"
+                             " or a path to a profile YAML file"
                              + (f" (default: {default})" if default else ""))
 
 
 def _add_job_commands(commands) -> None:
-    helps = {"stage1": "train stage 1 of one (seed, mode) and evaluate it",
-             "kernels": "compute the kernels of every checkpoint of one stage-1 run",
-             "stage2": "train and evaluate one stage-2 network",
-             "audit": "run the robustness audit of one seed's headline networks"}
-    for name, text in helps.items():
+    for name, text in JOB_COMMANDS.items():
         sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(run=_job)
         _add_profile(sub)
         sub.add_argument("--seed", type=int, required=True, help="training seed")
         if name != "audit":
@@ -66,7 +70,7 @@ def _add_job_commands(commands) -> None:
         if name == "stage2":
             sub.add_argument("--spawn-epoch", type=float, required=True,
                              help="the stage-1 checkpoint epoch stage 2 starts from")
-            sub.add_argument("--dynamics", required=True, choices=DYNAMICS[1:],
+            sub.add_argument("--dynamics", required=True, choices=STAGE2_DYNAMICS,
                              help="stage-2 dynamics")
             sub.add_argument("--lr", type=float, help="learning rate (default: stage2_lr)")
             sub.add_argument("--update-bn", action="store_true",
@@ -76,12 +80,14 @@ def _add_job_commands(commands) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="ntkbook", description=__doc__,
+    summary, _, details = __doc__.partition("\n\n")
+    main = argparse.ArgumentParser(prog="ntkbook", description=summary, epilog=details,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = main.add_subparsers(dest="command", required=True, metavar="command")
     build = commands.add_parser("build", help="execute every notebook and render the book",
                                 description="Execute every notebook under a profile with "
                                             "papermill, then render the HTML book.")
+    build.set_defaults(run=_build)
     _add_profile(build, default="smoke")
     build.add_argument("--only", nargs="*", metavar="NAME",
                        help="execute only the notebooks whose names contain one of these")
@@ -92,20 +98,68 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--from-results", action="store_true",
                        help="render the published notebooks of results/<profile>/ instead "
                             "of executing anything")
+    build.add_argument("--force", action="store_true",
+                       help="execute every page, also those whose source, profile, code and "
+                            "data are unchanged since their last run (reused otherwise)")
     plan = commands.add_parser("plan", help="list the independent jobs of a profile",
                                description="Print one ntkbook command per independent job, "
                                            "in an order that respects their dependencies.")
+    plan.set_defaults(run=_plan)
     _add_profile(plan)
     _add_job_commands(commands)
-    from ntkbook import grid  # submitit is imported only by the grid commands
     grid.add_commands(commands, _add_profile)
     housekeeping.add_commands(commands)
     publish = commands.add_parser("publish", help="publish an executed build under results/",
                                   description="Copy the executed notebooks of the last build "
                                               "into results/<profile>/ with run.json and a "
                                               "README of the paper's claims.")
+    publish.set_defaults(run=_publish)
     _add_profile(publish)
     return main
+
+
+def _build(args: argparse.Namespace) -> int:
+    from ntkbook import book
+    html = book.build(args.profile, only=args.only, from_results=args.from_results,
+                      jobs=args.jobs, force=args.force)
+    print(f"open {html / 'index.html'}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from ntkbook import jobs
+    print("\n".join(f"ntkbook {' '.join(job.argv(args.profile))}"
+                    for job in jobs.plan(load_profile(args.profile))))
+    return 0
+
+
+def _job(args: argparse.Namespace) -> int:
+    """Run one job of :data:`JOB_COMMANDS` into the cache."""
+    from ntkbook import jobs
+    from ntkbook.store import Store
+    _raise_on_sigterm()
+    cfg = load_profile(args.profile)
+    print("\n".join(jobs.run(cfg, Store(), _job_from(args, cfg))))
+    return 0
+
+
+def _job_from(args: argparse.Namespace, cfg: Profile) -> Job:
+    from ntkbook.experiment import NetworkId
+    from ntkbook.jobs import Job
+    if args.command != "stage2":
+        return Job(args.command, args.seed, getattr(args, "mode", None))
+    if args.spawn_epoch not in cfg.checkpoint_epochs:
+        raise ProfileError(f"--spawn-epoch {args.spawn_epoch:g} is not a checkpoint epoch of "
+                           f"profile {cfg.profile}")
+    network = NetworkId(args.seed, args.mode, args.spawn_epoch, args.dynamics, lr=args.lr,
+                        update_bn=args.update_bn, adversarial=args.adversarial)
+    return Job("stage2", args.seed, args.mode, network)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from ntkbook import publish
+    print(f"published {publish.publish(args.profile)}")
+    return 0
 
 
 def _raise_on_sigterm() -> None:
@@ -127,31 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     configure_logging()
     try:
-        if args.command == "build":
-            html = book.build(args.profile, only=args.only, from_results=args.from_results,
-                              jobs=args.jobs)
-            print(f"open {html / 'index.html'}")
-        elif args.command == "plan":
-            name = args.profile
-            print("\n".join(f"ntkbook {' '.join(job.argv(name))}"
-                            for job in jobs.plan(load_profile(name))))
-        elif args.command in jobs.COMMANDS:
-            _raise_on_sigterm()
-            cfg = load_profile(args.profile)
-            job = _job_from(args)
-            if job.network is not None and job.network.epoch not in cfg.checkpoint_epochs:
-                raise ProfileError(f"--spawn-epoch {job.network.epoch:g} is not a checkpoint "
-                                   f"epoch of profile {cfg.profile}")
-            print("\n".join(jobs.run(cfg, Store(), job)))
-        elif args.command == "publish":
-            from ntkbook import publish
-            print(f"published {publish.publish(args.profile)}")
-        else:
-            return args.run(args)
-    except EXPECTED_ERRORS as error:
+        return args.run(args)
+    except expected_errors() as error:
         print(f"ntkbook: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Every notebook kernel and CLI job is a fresh process that would otherwise recomp
 XLA programs (train steps, attacks, kernels); with the cache at ``<cache>/.xla`` a program is
 compiled once per machine and loaded by every later process. ``NTKBOOK_XLA_CACHE_DIR`` puts it
 elsewhere (one folder for several caches, or a node-local disk); ``NTKBOOK_XLA_CACHE=0`` turns it
-off.
+off. Importing this module turns it on; every ntkbook module that compiles JAX programs imports
+it (directly or through :mod:`ntkbook.models`), while ``import ntkbook`` alone (the command
+line's help) does not import JAX.
 
 On CPU, :func:`jit` compiles with XLA's LLVM back end at -O1 instead of -O2: the smoke book's
 attack programs compile about 30 % faster, run as fast (their convolutions and matmuls are
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
+
+from ntkbook.store import default_root
 
 FOLDER = ".xla"
 CPU_OPTIONS = {"xla_backend_optimization_level": 1}
@@ -61,3 +65,6 @@ def jit(fun: Callable | None = None, **jit_kwargs: Any) -> Callable:
         return program()(*args, **kwargs)
 
     return call
+
+
+enable_persistent_cache(default_root())

@@ -1,7 +1,8 @@
 """Profiles: one YAML file in ``parameters/`` becomes one frozen, validated :class:`Profile`.
 
 Every value is checked before any compute. Papermill passes the same keys as notebook
-parameters; :func:`from_notebook` validates them inside a notebook.
+parameters; :func:`from_notebook` validates them inside a notebook, checks the data folder and
+warns when the profile is too large for a machine without a GPU.
 """
 
 from __future__ import annotations
@@ -9,11 +10,18 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import importlib.metadata
+import importlib.util
+import os
+import pkgutil
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
+
+from ntkbook import data
 
 PARAMETERS_DIR = Path(__file__).resolve().parents[1] / "parameters"
 
@@ -26,6 +34,10 @@ ADVERSARIAL_STEPS = ("clean_then_adversarial", "adversarial_only")
 
 class ProfileError(ValueError):
     """A profile value is unknown, mistyped or impossible."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of the traceback: the message says it all."""
+        return [f"{type(self).__name__}: {self}"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,17 +250,27 @@ def from_mapping(values: Mapping[str, Any], *, base: Profile | None = None) -> P
     return profile
 
 
+def available_profiles() -> list[str]:
+    """The profile names of ``parameters/``."""
+    return sorted(p.stem for p in PARAMETERS_DIR.glob("*.yaml"))
+
+
 def profile_path(name_or_path: str | Path) -> Path:
     """``smoke`` -> ``parameters/smoke.yaml``; an existing path is used as it is."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
-        candidate = path
-    else:
-        candidate = PARAMETERS_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ProfileError(f"parameter 'profile': no profile file {path}; available "
+                               f"profiles: {', '.join(available_profiles())}")
+        return path
+    candidate = PARAMETERS_DIR / f"{name_or_path}.yaml"
     if not candidate.is_file():
-        available = sorted(p.stem for p in PARAMETERS_DIR.glob("*.yaml"))
-        raise ProfileError(f"parameter 'profile': no profile file {candidate}; "
-                           f"available profiles: {', '.join(available)}")
+        available = available_profiles()
+        close = difflib.get_close_matches(str(name_or_path), available, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ProfileError(f"parameter 'profile': unknown profile '{name_or_path}'{hint}; "
+                           f"available profiles: {', '.join(available)} (the files of "
+                           f"{PARAMETERS_DIR}), or a path to a profile YAML file")
     return candidate
 
 
@@ -286,6 +308,87 @@ def _assigned_literals(source: str) -> list[str] | None:
     return names
 
 
+# --- cost on a machine without a GPU ------------------------------------------------------
+
+CPU_SECONDS_PER_IMAGE = 3.0 / 10_000  # one benign small-CNN (width 16) step, 2 CPU cores
+CPU_WARNING_HOURS = 1.0  # the cpu profile's stage 1 takes about 20 minutes
+
+
+def forward_macs(model: str, width: int) -> int:
+    """Multiply-adds of the convolutions of one 32x32 image's forward pass (the rest is
+    negligible): the stem, then stages whose width doubles as their resolution halves."""
+    if model == "small_cnn":
+        return 27_648 * width + 9_216 * width ** 2
+    return 27_648 * width + 135_168 * width ** 2  # resnet18
+
+
+def _step_units(p: Profile, mode: str) -> float:
+    """Stage-1 training-step equivalents per image per epoch of ``mode``, averaged over the
+    epochs: an adversarial epoch costs its PGD steps plus one (two for
+    clean_then_adversarial) training steps; flip is benign until ``flip_epoch``."""
+    adversarial = p.train_pgd_steps + (2 if p.adversarial_step == "clean_then_adversarial"
+                                       else 1)
+    if mode == "benign":
+        return 1.0
+    if mode == "adversarial":
+        return float(adversarial)
+    return (p.flip_epoch + (p.stage1_epochs - p.flip_epoch) * adversarial) / p.stage1_epochs
+
+
+def cpu_stage1_seconds(p: Profile) -> float:
+    """An order-of-magnitude estimate of stage 1's training time on 2 CPU cores: calibrated on
+    the published cpu run (about 3 s per epoch of 10,000 images for the benign small CNN of
+    width 16), scaled by the model's multiply-adds, the PGD steps, epochs, images, modes and
+    seeds. ResNet-18 steps measured on that CPU (benchmarks/RESULTS.md) agree within 1.5x."""
+    per_image = CPU_SECONDS_PER_IMAGE * forward_macs(p.model, p.width) / forward_macs(
+        "small_cnn", 16)
+    units = sum(_step_units(p, mode) for mode in p.modes)
+    return per_image * units * p.stage1_epochs * p.n_train * len(p.seeds)
+
+
+def gpu_available() -> bool:
+    """Whether JAX will find a GPU, judged without importing JAX (whose start would take the
+    GPU's memory in the process that asks): a CUDA or ROCm plugin of JAX is installed, a GPU
+    device exists, and ``JAX_PLATFORMS`` does not restrict JAX to other platforms."""
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if platforms and not any(gpu in platforms for gpu in ("cuda", "gpu", "rocm")):
+        return False
+    devices = list(Path("/dev").glob("nvidia[0-9]*")) + list(Path("/dev").glob("kfd"))
+    return bool(devices) and bool(jax_gpu_plugins())
+
+
+def jax_gpu_plugins() -> list[str]:
+    """The CUDA and ROCm plugins of JAX installed here, found where JAX looks for plugins (the
+    ``jax_plugins`` entry points and namespace package)."""
+    names = {entry.name for entry in importlib.metadata.entry_points(group="jax_plugins")}
+    spec = importlib.util.find_spec("jax_plugins")
+    if spec is not None and spec.submodule_search_locations:
+        names |= {module.name for module in pkgutil.iter_modules(spec.submodule_search_locations)}
+    return sorted(name for name in names if "cuda" in name or "rocm" in name)
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` in hours or days, to two significant digits."""
+    hours = seconds / 3600
+    value, unit = (hours, "hours") if hours < 48 else (hours / 24, "days")
+    return f"{float(f'{value:.2g}'):g} {unit}"
+
+
+def cpu_only_warning(p: Profile) -> str | None:
+    """A warning when ``p`` is sized for a GPU (its stage 1 alone would take over
+    :data:`CPU_WARNING_HOURS` on a CPU) and JAX has no GPU here; else None."""
+    seconds = cpu_stage1_seconds(p)
+    if seconds < CPU_WARNING_HOURS * 3600 or gpu_available():
+        return None
+    return (f"profile {p.label} is sized for a GPU, and JAX finds none here: on this "
+            f"machine's CPU its stage-1 training alone would take about {_duration(seconds)}, "
+            f"and the later stages as long again or more (an order-of-magnitude estimate: "
+            f"3 s per epoch of 10,000 images for the small CNN of width 16 on 2 cores, scaled "
+            f"by multiply-adds per image, PGD steps, epochs, images, modes and seeds). Use "
+            f"profile cpu or smoke here, or a machine with a GPU and JAX's CUDA build "
+            f"(README, section GPU).")
+
+
 PAPERMILL_HEADER = "# Parameters"  # the first line of papermill's injected cell
 
 
@@ -316,6 +419,9 @@ def from_notebook(namespace: Mapping[str, Any]) -> Profile:
     papermill ``-p`` parameter is reported, while the notebook's own variables from an
     earlier run are ignored: re-running the cells of a live kernel works. A namespace without
     ``In`` (a plain mapping) is read as the parameters themselves.
+
+    Then, still before any compute, the data folder is checked (:class:`ntkbook.data.DataError`)
+    and :func:`cpu_only_warning` is issued as a warning.
     """
     known = {f.name for f in parameter_fields()}
     history = namespace.get("In")
@@ -325,4 +431,9 @@ def from_notebook(namespace: Mapping[str, Any]) -> Profile:
         names = {name for name in namespace if not name.startswith("_")}
     values = {name: namespace[name] for name in names if name in namespace}
     name = values.pop("profile", "smoke")
-    return load_profile(name, **values)
+    profile = load_profile(name, **values)
+    data.dataset_folder(profile.dataset)
+    warning = cpu_only_warning(profile)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+    return profile

@@ -1,8 +1,10 @@
 """CIFAR-10/100 from the official *binary* archives, and seeded class-balanced subsets.
 
 Source, in order: the extracted folder in ``$NTKBOOK_DATA_DIR``; else the archive downloaded
-(MD5-verified by pooch) into ``$NTKBOOK_DOWNLOAD_DIR`` (default: the user cache). Pixels are
-float32 in [0, 1], NHWC, with no normalisation and no augmentation, as in the paper.
+(MD5-verified by pooch) into ``$NTKBOOK_DOWNLOAD_DIR`` (default: the user cache). Either folder
+is checked before it is used: at least one training and one test file, each a whole, positive
+number of records (a folder may hold fewer files and records than the official archive).
+Pixels are float32 in [0, 1], NHWC, with no normalisation and no augmentation, as in the paper.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pooch
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,10 @@ IMAGE_BYTES = 32 * 32 * 3
 
 class DataError(RuntimeError):
     """The data is missing, corrupt or too small for the request."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of the traceback: the message says it all."""
+        return [f"{type(self).__name__}: {self}"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +52,15 @@ class Archive:
     def layout(self) -> str:
         files = ", ".join(self.train_files + self.test_files)
         return f"<NTKBOOK_DATA_DIR>/{self.folder}/ holding {files}"
+
+    def advice(self) -> str:
+        """How to give ntkbook this dataset."""
+        absent = ", some training files may be absent" if len(self.train_files) > 1 else ""
+        return (f"Fix: point NTKBOOK_DATA_DIR at a folder holding the extracted "
+                f"{Path(self.url).name}, {self.layout()} (files may hold fewer records than "
+                f"the official ones, each a whole number of {self.record_bytes}-byte records"
+                f"{absent}); or leave NTKBOOK_DATA_DIR unset to download {self.url} into "
+                f"{download_dir()} (delete a broken {self.folder}/ there first)")
 
 
 ARCHIVES = {
@@ -106,9 +120,22 @@ def read_records(path: Path, archive: Archive) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def download_dir() -> Path:
+    """Where archives are downloaded and extracted: ``$NTKBOOK_DOWNLOAD_DIR`` or the user
+    cache."""
+    return Path(os.environ.get("NTKBOOK_DOWNLOAD_DIR") or _pooch().os_cache("ntkbook"))
+
+
+def _pooch():
+    """pooch, imported when data may be downloaded (it takes a tenth of a second)."""
+    import pooch
+    return pooch
+
+
 def download(archive: Archive, *, downloader: Callable | None = None) -> Path:
     """Fetch and extract ``archive`` into the download cache; return the extracted folder."""
-    cache = Path(os.environ.get("NTKBOOK_DOWNLOAD_DIR", pooch.os_cache("ntkbook")))
+    pooch = _pooch()
+    cache = download_dir()
     folder = cache / archive.folder
     if folder.is_dir():
         return folder
@@ -127,16 +154,43 @@ def download(archive: Archive, *, downloader: Callable | None = None) -> Path:
 
 
 def dataset_folder(dataset: str) -> Path:
-    """The folder holding ``dataset``'s binary files."""
+    """The folder holding ``dataset``'s binary files, checked (:func:`check_folder`)."""
     archive = ARCHIVES[dataset]
     root = os.environ.get("NTKBOOK_DATA_DIR")
     if not root:
-        return download(archive)
+        return check_folder(download(archive), archive)
     folder = Path(root) / archive.folder
     if not folder.is_dir():
-        raise DataError(f"NTKBOOK_DATA_DIR={root} has no folder {archive.folder}/; "
-                        f"expected layout: {archive.layout()}")
+        raise DataError(f"NTKBOOK_DATA_DIR={root} has no folder {archive.folder}/. "
+                        f"{archive.advice()}.")
+    return check_folder(folder, archive)
+
+
+def check_folder(folder: Path, archive: Archive) -> Path:
+    """``folder`` if it holds at least one training and one test file of ``archive``, each a
+    whole, positive number of records; else a DataError naming every problem and the fix."""
+    problems = []
+    for split, names in (("training", archive.train_files), ("test", archive.test_files)):
+        present = [folder / name for name in names if (folder / name).is_file()]
+        if not present:
+            needed = names[0] if len(names) == 1 else f"any of {', '.join(names)}"
+            problems.append(f"no {split} file ({needed})")
+        problems += [problem for path in present if (problem := _size_problem(path, archive))]
+    if problems:
+        raise DataError(f"the data folder {folder} cannot be used: {'; '.join(problems)}. "
+                        f"{archive.advice()}.")
     return folder
+
+
+def _size_problem(path: Path, archive: Archive) -> str | None:
+    """What is wrong with the size of a binary file, or None."""
+    size = path.stat().st_size
+    if size == 0:
+        return f"{path.name} is empty"
+    if size % archive.record_bytes:
+        return (f"{path.name} is truncated ({size:,} bytes is not a whole number of "
+                f"{archive.record_bytes}-byte records)")
+    return None
 
 
 def load_split(dataset: str, split: str) -> Split:
@@ -157,9 +211,6 @@ def _read_split(folder: Path, dataset: str, split: str) -> tuple[np.ndarray, np.
     archive = ARCHIVES[dataset]
     names = archive.train_files if split == "train" else archive.test_files
     present = [folder / name for name in names if (folder / name).is_file()]
-    if not present:
-        raise DataError(f"{folder}: none of {', '.join(names)} found; "
-                        f"expected layout: {archive.layout()}")
     parts = [read_records(path, archive) for path in present]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from ntkbook.attacks import pgd_linf
 from ntkbook.compilation import jit
+from ntkbook.progress import progress
 from ntkbook.train import AttackSettings, Forward, Variables
 
 
@@ -47,7 +47,7 @@ def adversarial_examples(forward: Forward, variables: Variables, images: np.ndar
         np.asarray(_attack(forward, variables, images[s], labels[s],
                            jax.random.fold_in(key, b), attack.eps, attack.step_size,
                            attack.steps))
-        for b, s in enumerate(tqdm(_batches(len(images), batch_size), desc=desc, leave=False))])
+        for b, s in enumerate(progress(_batches(len(images), batch_size), desc=desc))])
 
 
 def accuracy(correct: np.ndarray) -> float:

@@ -14,11 +14,11 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from ntkbook import data, models
 from ntkbook.config import Profile
 from ntkbook.evaluate import accuracy, evaluate, evaluate_transfer, first_order_ratio, tau
+from ntkbook.progress import progress
 from ntkbook.runs import Data, Run, load_checkpoint, train_run
 from ntkbook.store import Spec, Store
 from ntkbook.train import SGD, AttackSettings, Variables, forward_fn, init_state, make_train_step
@@ -273,7 +273,7 @@ def over_seeds(seeds: tuple[int, ...], rows: dict[str, Callable[[int], dict[str,
     with a progress bar."""
     jobs = [(name, seed) for name in rows for seed in seeds]
     values = {(name, seed): rows[name](seed)
-              for name, seed in tqdm(jobs, desc=description, leave=False)}
+              for name, seed in progress(jobs, desc=description)}
     return {name: {column: np.array([values[name, seed][column] for seed in seeds])
                    for column in values[name, seeds[0]]}
             for name in rows}

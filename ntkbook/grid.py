@@ -1,22 +1,21 @@
 """The book's jobs on a cluster (SLURM) or on this machine, through submitit.
 
-``ntkbook grid run --profile P --executor {local,slurm}`` submits every job of
-:func:`ntkbook.jobs.plan` that is not done yet:
+ntkbook grid run --profile P --executor {local,slurm} submits every job of the profile's plan
+(ntkbook plan) that is not done yet:
 
-- ``slurm``: stage-1 jobs as one job array; the kernels and stage-2 jobs of each stage-1 run
-  as an array that starts ``afterok`` that run; each seed's audit ``afterok`` every stage-1
-  and stage-2 job of its seed. Returns after submitting and prints the job ids.
-- ``local``: at most ``--jobs`` jobs at once on this machine, each a subprocess started as
-  soon as its dependencies succeeded, one GPU each (``CUDA_VISIBLE_DEVICES``) when
-  ``--gpus-per-job`` is set and the machine has GPUs. Blocks until done; exit status 0 only
-  if every job succeeded.
+- slurm: stage-1 jobs as one job array; the kernels and stage-2 jobs of each stage-1 run as an
+  array that starts afterok that run; each seed's audit afterok every stage-1 and stage-2 job
+  of its seed. Returns after submitting and prints the job ids.
+- local: at most --jobs jobs at once on this machine, each a subprocess started as soon as its
+  dependencies succeeded, one GPU each (CUDA_VISIBLE_DEVICES) when --gpus-per-job is set and
+  the machine has GPUs. Blocks until done; exit status 0 only if every job succeeded.
 
 Every worker writes into the same cache folder (it may be on NFS or Lustre): entries are
 written atomically, one worker trains a run while another waits for it, and a killed worker
 leaves a run that resumes from its last finished epoch. A failed job records its error and log
 in the cache; running the command again submits only what is not done.
-``ntkbook grid status --profile P`` counts done / failed / missing jobs per kind from the
-cache (and, for SLURM, pending / running from ``squeue``).
+ntkbook grid status --profile P counts done / failed / missing jobs per kind from the cache
+(and, for SLURM, pending / running from squeue).
 """
 
 from __future__ import annotations
@@ -33,13 +32,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ntkbook import jobs
 from ntkbook.config import Profile, load_profile, profile_path
-from ntkbook.jobs import Job
-from ntkbook.store import Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # jobs and store import JAX: imported where used, so that --help is quick
     import submitit
+
+    from ntkbook.jobs import Job
+    from ntkbook.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,9 @@ def _submitit():
 def run_job(profile: str, job: Job, cache_root: str) -> list[str]:
     """What a worker runs: one job into the shared cache; a failure is recorded there with
     the worker's log before it propagates."""
+    from ntkbook import jobs
+    from ntkbook.store import Store
+
     def on_sigterm(signum, _frame):
         raise SystemExit(128 + signum)
 
@@ -80,6 +82,7 @@ def grid_folder(store: Store, cfg: Profile) -> Path:
 
 def _pending(cfg: Profile, store: Store) -> tuple[list[Job], list[Job]]:
     """The whole plan, and its jobs that are not done."""
+    from ntkbook import jobs
     plan = jobs.plan(cfg)
     return plan, [job for job in plan if not jobs.is_done(cfg, store, job)]
 
@@ -100,6 +103,7 @@ def local_gpus() -> list[int]:
 def run_local(cfg: Profile, profile: str, store: Store, *, max_jobs: int, gpus_per_job: int,
               timeout_min: int, folder: Path, poll_seconds: float = 0.5) -> int:
     """Run every job that is not done, at most ``max_jobs`` at once; 0 iff all succeed."""
+    from ntkbook import jobs
     plan, pending = _pending(cfg, store)
     todo = set(pending)
     waits = {job: [d for d in jobs.dependencies(job, plan) if d in todo] for job in pending}
@@ -150,6 +154,8 @@ def run_local(cfg: Profile, profile: str, store: Store, *, max_jobs: int, gpus_p
 def submit_slurm(cfg: Profile, profile: str, store: Store, executor: "submitit.Executor",
                  folder: Path) -> dict[str, str]:
     """Submit every job that is not done with afterok dependencies; returns {label: job id}."""
+    from ntkbook import jobs
+    from ntkbook.jobs import Job
     plan, pending = _pending(cfg, store)
     ids: dict[Job, str] = {}
 
@@ -195,6 +201,7 @@ def status(cfg: Profile, store: Store, folder: Path) -> tuple[dict[str, collecti
                                                               list[tuple[str, dict]]]:
     """Per job kind, counts of done / failed / missing (and scheduler states), and the
     failures with their errors and logs."""
+    from ntkbook import jobs
     state_file = folder / STATE
     submitted = json.loads(state_file.read_text())["jobs"] if state_file.is_file() else {}
     queue = _squeue_states(list(submitted.values()))
@@ -247,6 +254,7 @@ def add_commands(commands, add_profile) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ntkbook.store import Store
     cfg, store = load_profile(args.profile), Store()
     profile = str(profile_path(args.profile).resolve())
     folder = args.folder or grid_folder(store, cfg)
@@ -273,6 +281,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from ntkbook.store import Store
     cfg, store = load_profile(args.profile), Store()
     counts, failures = status(cfg, store, args.folder or grid_folder(store, cfg))
     columns = ["done", "failed", "missing", "pending", "running"]

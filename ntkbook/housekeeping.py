@@ -1,11 +1,11 @@
-"""Cache housekeeping: ``ntkbook cache ls | verify | gc``.
+"""Cache housekeeping: ntkbook cache ls | verify | gc.
 
-- ``ls``: entries and bytes per kind (and the compiled-program cache);
-- ``verify``: check every entry's checksum; report and remove the corrupt ones;
-- ``gc --keep-profile P ...``: remove the entries no listed profile uses (a dry run unless
-  ``--delete``). An entry is used by a profile when every training run it derives from is a
-  run of that profile, it was computed on that profile's data and test settings, or it is one
-  of that profile's job markers.
+- ls: entries and bytes per kind (and the compiled-program cache);
+- verify: check every entry's checksum; report and remove the corrupt ones;
+- gc --keep-profile P ...: remove the entries no listed profile uses (a dry run unless --delete).
+  An entry is used by a profile when every training run it derives from is a run of that
+  profile, it was computed on that profile's data and test settings, or it is one of that
+  profile's job markers.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import dataclasses
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ntkbook import experiment, jobs
-from ntkbook.compilation import FOLDER as XLA_FOLDER
 from ntkbook.config import Profile, load_profile
-from ntkbook.store import SUFFIX, Spec, Store, read_entry, spec_key
+
+if TYPE_CHECKING:  # ntkbook's modules that import JAX are imported where used: --help is quick
+    from ntkbook.store import Spec, Store
 
 
 def _size(path: Path) -> int:
@@ -40,6 +40,7 @@ def _human(size: float) -> str:
 
 def listing(store: Store) -> list[tuple[str, int, int]]:
     """(kind, entries, bytes) per kind, then the compiled-program cache."""
+    from ntkbook.compilation import FOLDER as XLA_FOLDER
     counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     for path in store.entries():
         counts[path.parent.name][0] += 1
@@ -54,6 +55,7 @@ def listing(store: Store) -> list[tuple[str, int, int]]:
 
 def verify(store: Store) -> tuple[int, list[tuple[Path, str]]]:
     """Check every entry; remove the corrupt ones. Returns (entries checked, [(path, why)])."""
+    from ntkbook.store import SUFFIX, read_entry, spec_key
     checked, corrupt = 0, []
     for path in store.entries():
         checked += 1
@@ -77,6 +79,8 @@ class Usage:
     markers: set[str] = dataclasses.field(default_factory=set)
 
     def add(self, cfg: Profile) -> None:
+        from ntkbook import experiment, jobs
+        from ntkbook.store import spec_key
         for seed in cfg.seeds:
             for mode in cfg.modes:
                 self.runs.add(spec_key(experiment.stage1_run(cfg, seed, mode).spec))
@@ -91,6 +95,7 @@ class Usage:
         self.test_specs.append(experiment.test_spec(cfg))
 
     def uses(self, spec: Spec) -> bool:
+        from ntkbook.store import spec_key
         if spec["kind"] in ("job", "job_failed"):
             return spec_key(dict(spec, kind="job")) in self.markers
         runs = list(_nested(spec, "run"))
@@ -116,6 +121,7 @@ def _nested(value: Any, key: str) -> Iterator[Any]:
 
 def unused(store: Store, profiles: list[Profile]) -> list[Path]:
     """Entries (and stray files or folders) that no profile of ``profiles`` uses."""
+    from ntkbook.store import read_entry
     usage = Usage()
     for cfg in profiles:
         usage.add(cfg)
@@ -149,6 +155,7 @@ def add_commands(commands) -> None:
 
 
 def _ls(_: argparse.Namespace) -> int:
+    from ntkbook.store import Store
     store = Store()
     rows = listing(store)
     print(f"cache {store.root}")
@@ -160,6 +167,7 @@ def _ls(_: argparse.Namespace) -> int:
 
 
 def _verify(_: argparse.Namespace) -> int:
+    from ntkbook.store import Store
     checked, corrupt = verify(Store())
     for path, why in corrupt:
         print(f"corrupt, removed: {path} ({why})")
@@ -168,6 +176,7 @@ def _verify(_: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
+    from ntkbook.store import Store
     store = Store()
     paths = unused(store, [load_profile(name) for name in args.keep_profile])
     size = sum(_size(p) for p in paths)

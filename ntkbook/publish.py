@@ -21,6 +21,7 @@ import numpy as np
 
 from ntkbook import book, experiment, provenance, report
 from ntkbook.config import Profile, load_profile
+from ntkbook.standalone import page_titles, readable
 from ntkbook.store import Store
 
 
@@ -159,10 +160,26 @@ def rewrite_readmes(profile: str, results: Path | None = None) -> None:
         write_summary(run)
 
 
+# Published notebooks that read on their own (on a code-hosting site's notebook viewer, say):
+# MyST roles resolved to text and links, one parameters cell, no builder paths or timings.
+
+
+def refresh(profile: str, results: Path | None = None, root: Path | None = None) -> list[Path]:
+    """Rewrite the published notebooks of ``results/<profile>/`` in place with
+    :func:`readable` (for runs published before it existed; a no-op on readable ones)."""
+    folder = (results or book.RESULTS) / profile
+    paths = sorted(folder.glob("*.ipynb"))
+    notebooks = {path.stem: nbformat.read(path, as_version=4) for path in paths}
+    pages = page_titles(notebooks)
+    for path in paths:
+        nbformat.write(readable(notebooks[path.stem], path.stem, pages, root), path)
+    return paths
+
+
 def publish(profile: str, store: Store | None = None, built: Path | None = None,
             results: Path | None = None) -> Path:
     """Copy the last complete build of ``profile`` (``_build/<profile>``) into
-    ``results/<profile>/``; return that folder."""
+    ``results/<profile>/``, each notebook made :func:`readable`; return that folder."""
     cfg = load_profile(profile)
     built = built or book.ROOT / "_build" / cfg.profile
     record_path = built / book.BUILD_RECORD
@@ -176,16 +193,19 @@ def publish(profile: str, store: Store | None = None, built: Path | None = None,
     if run["profile_sha256"] != provenance.profile_sha256(profile):
         raise book.BookError(f"parameters/{cfg.profile}.yaml changed after the last build; "
                              f"build again before publishing")
+    executed = {Path(document).name: nbformat.read(built / "source" / f"{document}.ipynb",
+                                                   as_version=4)
+                for document in book.notebooks()}
+    pages = page_titles(executed)  # readable copies first: a raw role keeps the old run
+    copies = {name: readable(notebook, name, pages) for name, notebook in executed.items()}
     target = (results or book.RESULTS) / cfg.profile
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     claims = []
-    for document in book.notebooks():
-        name = Path(document).name
-        executed = built / "source" / f"{document}.ipynb"
-        shutil.copy(executed, target / f"{name}.ipynb")
-        claims += collect_claims(nbformat.read(executed, as_version=4), name)
+    for name, notebook in executed.items():
+        nbformat.write(copies[name], target / f"{name}.ipynb")
+        claims += collect_claims(notebook, name)
     run.update(claims=claims, headline=headline(cfg, store or Store()))
     (target / "run.json").write_text(json.dumps(run, indent=1) + "\n")
     rewrite_readmes(cfg.profile, results)

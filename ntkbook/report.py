@@ -45,28 +45,27 @@ def settings_table(settings: dict[str, object]) -> str:
 
 def beside_paper(ours: Sequence[float] | None, paper: tuple[float, float] | None,
                  digits: int = 2) -> list[str]:
-    """``[ours, paper, ours - paper]`` cells (means ± std over seeds; '–' where missing)."""
-    cells = ["–" if ours is None else pm(ours, digits),
-             "–" if paper is None else format_pm(*paper, digits)]
-    if ours is None or paper is None:
-        return cells + ["–"]
-    return cells + [f"{mean_std(ours)[0] - paper[0]:+.{digits}f}"]
+    """``[ours, paper]`` cells (mean ± s.d. over seeds; '–' where missing)."""
+    return ["–" if ours is None else pm(ours, digits),
+            "–" if paper is None else format_pm(*paper, digits)]
 
 
 def table_beside_paper(rows: dict[str, dict[str, Sequence[float]]],
                        paper_value, columns: dict[str, int]) -> str:
-    """A markdown table with, per column, ours / paper / difference.
+    """A markdown table with, per column, ours and the paper's; rows without any of
+    ``columns`` and table columns that are all "–" are left out.
 
     ``rows[row][column]`` are per-seed values; ``paper_value(row, column)`` the paper's
     (mean, std) or None; ``columns`` maps each column to its decimal digits.
     """
     header = ["network"] + [f"{column} {part}" for column in columns
-                            for part in ("(ours)", "(paper)", "(diff.)")]
+                            for part in ("(ours)", "(paper)")]
     body = [[name] + [cell for column, digits in columns.items()
                       for cell in beside_paper(values.get(column), paper_value(name, column),
                                                digits)]
-            for name, values in rows.items()]
-    return markdown_table(header, body)
+            for name, values in rows.items() if any(column in values for column in columns)]
+    keep = [0] + [j for j in range(1, len(header)) if any(row[j] != "–" for row in body)]
+    return markdown_table([header[j] for j in keep], [[row[j] for j in keep] for row in body])
 
 
 CLAIMS_KEY = "ntkbook_claims"  # output metadata of a claims table: its rows, as data
@@ -147,7 +146,7 @@ class ClaimsTable:
         return counts_text(self.claims)
 
     def markdown(self) -> str:
-        return claims_markdown(self.claims, page_column=not self.carry)
+        return claims_markdown(self.claims)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict, dict]:
         return ({"text/markdown": self.markdown()},

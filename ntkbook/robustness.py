@@ -24,13 +24,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from ntkbook import attacks, data
 from ntkbook.compilation import jit
 from ntkbook.config import Profile
-from ntkbook.experiment import (SPEC_VERSION, Network, NetworkId, model_for, network,
-                                test_split)
+from ntkbook.experiment import SPEC_VERSION, Network, NetworkId, model_for, network, test_split
+from ntkbook.progress import progress
 from ntkbook.store import Spec, Store
 from ntkbook.train import Forward, forward_fn
 
@@ -419,7 +418,7 @@ def audit_all(cfg: Profile, store: Store) -> dict[str, list[dict[str, Any]]]:
     """``{label: [audit results per seed]}`` for every audited network (cached pieces)."""
     jobs = [(label, seed) for seed in cfg.seeds for label in audited_networks(cfg, seed)]
     out: dict[str, list[dict[str, Any]]] = {}
-    for label, seed in tqdm(jobs, desc="robustness audit", leave=False):
+    for label, seed in progress(jobs, desc="robustness audit"):
         nid, source = audited_networks(cfg, seed)[label]
         out.setdefault(label, []).append(audit(cfg, store, network(cfg, store, nid),
                                                network(cfg, store, source)))

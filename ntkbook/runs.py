@@ -23,11 +23,18 @@ from collections.abc import Callable, Iterable
 import jax
 import numpy as np
 from flax import serialization
-from tqdm.auto import tqdm
 
+from ntkbook.progress import progress
 from ntkbook.store import Spec, Store
-from ntkbook.train import (DivergenceError, Step, TrainState, Variables, epoch_batches,
-                           run_steps, steps_per_epoch)
+from ntkbook.train import (
+    DivergenceError,
+    Step,
+    TrainState,
+    Variables,
+    epoch_batches,
+    run_steps,
+    steps_per_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +168,7 @@ def _train_locked(store: Store, run: Run, *, init: Callable[[], TrainState],
         save_progress(start, state)
     trained = []
     began = time.perf_counter()
-    for epoch in tqdm(range(start, epochs), desc=run.label, unit="epoch", leave=False):
+    for epoch in progress(range(start, epochs), desc=run.label, unit="epoch"):
         offset = epoch * per_epoch
         cuts = {step - offset: e for step, e in kept_steps.items()
                 if offset < step <= offset + per_epoch}

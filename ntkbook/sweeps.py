@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ntkbook import experiment, robustness
 from ntkbook.config import Profile
 from ntkbook.experiment import Network, NetworkId
+from ntkbook.progress import progress
 from ntkbook.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _sweep(cfg: Profile, store: Store, dynamics: tuple[str, ...], description: s
     jobs = [(seed, mode, t, d) for mode in modes(cfg) for d in dynamics for seed in cfg.seeds
             for t in cfg.spawn_epochs]
     start = time.perf_counter()
-    values = {job: measure(*job) for job in tqdm(jobs, desc=description, leave=False)}
+    values = {job: measure(*job) for job in progress(jobs, desc=description)}
     log.info("%s: %d results in %.1f s", description, len(jobs), time.perf_counter() - start)
     return {mode: {d: np.array([[values[seed, mode, t, d] for t in cfg.spawn_epochs]
                                 for seed in cfg.seeds])

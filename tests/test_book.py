@@ -1,13 +1,17 @@
 """The book pipeline: papermill execution, error reporting, and the full smoke build."""
 
 import json
+import os
 import re
+import shutil
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
 
 from ntkbook import book, report
+from tests import browser
 
 PROTOCOL = book.ROOT / "book" / "protocol.ipynb"
 PAGES = [  # (page, figures at least, a number of the paper it must state)
@@ -116,10 +120,25 @@ def test_pages_start_with_the_protocol_then_the_longest_and_the_claims_page_last
     assert order.index("book/linearized_training") < order.index("book/kernel_evolution")
 
 
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory) -> Path:
+    """The output folder of one smoke build (its own cache), shared by this file's book tests
+    (pytest-xdist's ``--dist loadfile`` keeps them in one worker). ``NTKBOOK_TEST_BOOK=<the
+    output folder of an earlier smoke build>`` reuses that build instead (to develop the tests
+    quickly; CI never sets it)."""
+    given = os.environ.get("NTKBOOK_TEST_BOOK")
+    if given:
+        return Path(given)
+    output = tmp_path_factory.mktemp("smoke") / "book"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NTKBOOK_CACHE_DIR", str(output.parent / "cache"))
+        book.build("smoke", output=output)
+    return output
+
+
 @pytest.mark.book
-def test_smoke_book_builds_with_pages_and_figures(tmp_path, monkeypatch):
-    monkeypatch.setenv("NTKBOOK_CACHE_DIR", str(tmp_path / "cache"))
-    html = book.build("smoke", output=tmp_path / "book")
+def test_smoke_book_builds_with_pages_and_figures(smoke_book):
+    html = smoke_book / "_build" / "html"
     intro = (html / "index.html").read_text()
     assert "smoke" in (html / "book" / "intro.html").read_text()
     assert "intro.html" in intro
@@ -133,21 +152,21 @@ def test_smoke_book_builds_with_pages_and_figures(tmp_path, monkeypatch):
         assert len(re.findall(r'<img[^>]+src="[^"]+\.png"', text)) >= figures, page
         assert "<table" in text and paper_number in text, page  # the paper's number beside ours
         assert "smoke" in text, page
-    executed = nbformat.read(tmp_path / "book" / "source" / "book" / "protocol.ipynb", 4)
+    executed = nbformat.read(smoke_book / "source" / "book" / "protocol.ipynb", 4)
     assert all("remove-cell" in c.metadata.get("tags", []) for c in executed.cells
                if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", [])))
     # maths is served by the book itself, not a CDN
     assert 'src="../_static/mathjax/tex-chtml.js' in (html / "book" / "intro.html").read_text()
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
     claims = 0
-    for path in (tmp_path / "book" / "source" / "book").glob("*.ipynb"):
+    for path in (smoke_book / "source" / "book").glob("*.ipynb"):
         outputs = [o for c in nbformat.read(path, 4).cells if c.cell_type == "code"
                    for o in c.outputs]
         text = json.dumps(outputs)
         assert not any(noise in text for noise in NOISE), path.name
         claims += sum(len(o.get("metadata", {}).get(report.CLAIMS_KEY, [])) for o in outputs)
     assert claims == 24  # every page's claims, as data for `ntkbook publish`, once each
-    record = json.loads((tmp_path / "book" / book.BUILD_RECORD).read_text())
+    record = json.loads((smoke_book / book.BUILD_RECORD).read_text())
     assert record["complete"] and set(record["wall_seconds"]) == {p for p, _, _ in PAGES}
 
 
@@ -162,3 +181,110 @@ def test_the_published_cpu_run_renders_offline_in_seconds(tmp_path):
     assert "the published run of profile" in intro and run["finished"][:10] in intro
     assert run["machine"]["cpu"] in intro
     assert "a small CNN (width 16)" in intro
+
+
+def _browser_pages() -> list[tuple[str, str]]:
+    """(name, path in the HTML folder) of every page of ``_toc.yml``, the root also as the
+    book's ``index.html``."""
+    documents = book.toc_documents(book.ROOT / "_toc.yml")
+    return [("index", "index.html")] + [(d.split("/")[-1], f"{d}.html") for d in documents]
+
+
+BROWSER_PAGES = _browser_pages()
+# page name: (the start of its known problems, e.g. "overflow: table", why), a real defect
+# someone is fixing: expected to fail (strictly: once fixed, the test fails until removed)
+KNOWN_DEFECTS: dict[str, tuple[str, str]] = {}
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    """One headless Chromium for this file's browser tests (skipped where it is absent)."""
+    reason = browser.unavailable()
+    if reason:
+        pytest.skip(reason)
+    with browser.chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def served_book(chromium, smoke_book):
+    """The smoke book's HTML folder and the URL it is served at on 127.0.0.1 (``chromium``
+    first: without it the tests are skipped before the book is built)."""
+    html = smoke_book / "_build" / "html"
+    with browser.serve(html) as base:
+        yield html, base
+
+
+def _artifacts() -> Path:
+    given = os.environ.get("NTKBOOK_TEST_ARTIFACTS")
+    return Path(given) if given else book.ROOT / "_build" / "test-artifacts" / "browser"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("name, path", BROWSER_PAGES, ids=[n for n, _ in BROWSER_PAGES])
+def test_a_page_of_the_smoke_book_in_a_real_browser(chromium, served_book, name, path):
+    # loads without console errors, images decode, maths typeset, nothing wider than the
+    # column, links resolve: tests/browser.py; a failing page leaves a screenshot behind
+    html, base = served_book
+    artifacts = _artifacts()
+    for stale in (artifacts / f"{name}.png", artifacts / f"{name}.txt"):
+        stale.unlink(missing_ok=True)
+    problems, shot = browser.check_and_record(chromium, base + path, html, base, artifacts, name)
+    known, why = KNOWN_DEFECTS.get(name, ("", ""))
+    expected = [p for p in problems if known and p.startswith(known)]
+    others = [p for p in problems if p not in expected]
+    assert not others, f"{path}: " + "; ".join(others) + f" (screenshot: {shot})"
+    if known:
+        assert expected, f"{path} has no {known!r} problem any more: remove it from KNOWN_DEFECTS"
+        pytest.xfail(f"{why}: " + "; ".join(expected))
+
+
+@pytest.mark.book
+def test_the_browser_check_fails_on_a_table_too_wide_and_keeps_a_screenshot(
+        chromium, smoke_book, tmp_path):
+    # a copy of a real page with a 30-column table of long numbers in its article
+    html = tmp_path / "html"
+    shutil.copytree(smoke_book / "_build" / "html", html)
+    page = (html / "book" / "protocol.html").read_text()
+    cells = "".join(f"<td>{1234567.891 * (i + 1):.3f}</td>" for i in range(30))
+    table = ('<div class="pst-scrollable-table-container"><table class="table" id="too-wide">'
+             f"<thead><tr>{''.join(f'<th>column {i}</th>' for i in range(30))}</tr></thead>"
+             f"<tbody><tr>{cells}</tr><tr>{cells}</tr></tbody></table></div>")
+    assert page.count('<article class="bd-article">') == 1
+    page = page.replace('<article class="bd-article">', f'<article class="bd-article">{table}')
+    (html / "book" / "too_wide.html").write_text(page)
+    with browser.serve(html) as base:
+        before = browser.check_page(chromium, base + "book/protocol.html", html, base)
+        problems, shot = browser.check_and_record(chromium, base + "book/too_wide.html", html,
+                                                  base, tmp_path / "artifacts", "too_wide")
+    # what the page had already (its own test reports that) aside, the table and only it
+    new = [p for p in problems if p.replace("too_wide.html", "protocol.html") not in before]
+    assert new and all(p.startswith("overflow: table#too-wide") for p in new), problems
+    assert "right of the content column" in new[0], new
+    assert shot == tmp_path / "artifacts" / "too_wide.png"
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    assert "too-wide" in (tmp_path / "artifacts" / "too_wide.txt").read_text()
+
+
+@pytest.mark.book
+def test_the_browser_check_reports_errors_images_maths_and_links(chromium, smoke_book, tmp_path):
+    html = tmp_path / "html"
+    shutil.copytree(smoke_book / "_build" / "html", html)
+    page = (html / "book" / "protocol.html").read_text()
+    broken = ('<p>raw $\\alpha + \\beta$ here</p><img src="missing.png" alt="gone">'
+              '<a href="nowhere.html">dead</a><a href="#no-such-id">dead fragment</a>'
+              '<a href="intro.html#no-such-id">dead fragment elsewhere</a>'
+              '<a href="https://example.org/">outside</a>'
+              '<script>throw new Error("boom");</script>')
+    page = page.replace('<article class="bd-article">', f'<article class="bd-article">{broken}')
+    (html / "book" / "broken.html").write_text(page)
+    with browser.serve(html) as base:
+        problems = browser.check_page(chromium, base + "book/broken.html", html, base)
+    report = "\n".join(problems)
+    assert "console error" in report and "boom" in report, report
+    assert "image not decoded: missing.png" in report, report
+    assert "maths: raw TeX in the text: '$\\\\alpha + \\\\beta$'" in report, report
+    assert "link 'nowhere.html': no file book/nowhere.html" in report, report
+    assert "link '#no-such-id': no id 'no-such-id' on this page" in report, report
+    assert "link 'intro.html#no-such-id': no id 'no-such-id' in book/intro.html" in report
+    assert "example.org" not in report, report

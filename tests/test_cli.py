@@ -44,6 +44,8 @@ def test_bad_command_line_values_fail_before_compute(capsys):
                      "--spawn-epoch", "4.5", "--dynamics", "centered"]) == 2
     assert "--spawn-epoch 4.5 is not a checkpoint epoch" in capsys.readouterr().err
     assert cli.main(["plan", "--profile", "nope"]) == 2
+    assert cli.main(["plan", "--profile", "smok"]) == 2
+    assert "unknown profile 'smok' (did you mean 'smoke'?)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["stage1", "--profile", "smoke", "--seed", "0", "--mode", "lazy"])
 

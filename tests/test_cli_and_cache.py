@@ -6,11 +6,12 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 
 import matplotlib
 import numpy as np
 
-from ntkbook import cli, config, experiment, housekeeping, plots
+from ntkbook import cli, config, dynamics, experiment, housekeeping, jobs, plots
 from ntkbook.store import Store
 from tests.conftest import TINY
 
@@ -35,6 +36,42 @@ def test_every_command_and_option_has_help():
         for action in parser._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, (parser.prog, action.option_strings)
+
+
+def test_help_is_plain_text():
+    for parser in all_parsers(cli.parser()):
+        text = parser.format_help()
+        assert not re.search(r"``|:(func|class|mod|meth|data|attr):`|::\n", text), parser.prog
+
+
+def test_help_answers_at_once_without_importing_jax():
+    script = ("import sys, ntkbook.cli; print(sorted(m for m in ('jax', 'flax', 'papermill', "
+              "'nbformat', 'submitit', 'pooch') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True).stdout
+    assert loaded.strip() == "[]"
+    for command in ([], ["build"]):
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "ntkbook", *command, "--help"],
+                                capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - start
+        assert seconds < 2.0, (command, seconds)
+        assert result.stdout.startswith("usage: ntkbook")
+
+
+def test_the_compilation_cache_is_on_once_jax_programs_can_be_compiled(tmp_path):
+    script = "import ntkbook.models, jax; print(jax.config.jax_compilation_cache_dir)"
+    env = {**os.environ, "NTKBOOK_CACHE_DIR": str(tmp_path)}
+    env.pop("NTKBOOK_XLA_CACHE_DIR", None)
+    env.pop("NTKBOOK_XLA_CACHE", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    assert out.strip() == str(tmp_path / ".xla")
+
+
+def test_the_command_lines_names_match_the_library():
+    assert cli.STAGE2_DYNAMICS == dynamics.DYNAMICS[1:]
+    assert tuple(cli.JOB_COMMANDS) == jobs.COMMANDS
 
 
 def test_the_docstring_examples_are_valid_commands():

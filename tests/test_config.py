@@ -1,8 +1,12 @@
+import re
+from pathlib import Path
+
 import pytest
 import yaml
 
 from ntkbook import config
 from ntkbook.config import ProfileError
+from ntkbook.data import DataError
 
 BAD_PROFILES = [  # (override, key the message must name)
     ({"stage2_lrr": 0.01}, "stage2_lrr"),
@@ -91,3 +95,68 @@ def test_a_page_needing_a_missing_mode_stops_naming_it():
     cfg.require_modes("benign")
     with pytest.raises(ProfileError, match="'adversarial'"):
         cfg.require_modes("benign", "adversarial")
+
+
+def test_a_misspelled_profile_gets_a_did_you_mean():
+    with pytest.raises(ProfileError, match="did you mean 'smoke'"):
+        config.load_profile("smok")
+    with pytest.raises(ProfileError, match="available profiles: cpu, gpu, paper") as error:
+        config.load_profile("enormous")
+    assert "did you mean" not in str(error.value)
+
+
+def test_errors_render_as_their_message_in_ipython():
+    error = ProfileError("unknown parameter 'stage1_epoch' (did you mean 'stage1_epochs'?)")
+    assert error._render_traceback_() == [
+        "ProfileError: unknown parameter 'stage1_epoch' (did you mean 'stage1_epochs'?)"]
+
+
+@pytest.mark.parametrize("name", ["gpu", "paper", "paper-eps8"])
+def test_a_gpu_profile_on_a_cpu_only_machine_is_warned_with_an_estimate(name, monkeypatch):
+    monkeypatch.setattr(config, "gpu_available", lambda: False)
+    warning = config.cpu_only_warning(config.load_profile(name))
+    assert warning and f"profile {name} is sized for a GPU" in warning
+    assert re.search(r"about [\d.]+ (hours|days)", warning) and "order-of-magnitude" in warning
+    monkeypatch.setattr(config, "gpu_available", lambda: True)
+    assert config.cpu_only_warning(config.load_profile(name)) is None
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu"])
+def test_cpu_profiles_are_not_warned(name, monkeypatch):
+    monkeypatch.setattr(config, "gpu_available", lambda: False)
+    assert config.cpu_only_warning(config.load_profile(name)) is None
+
+
+def test_the_cpu_estimate_follows_the_calibration_and_the_profile():
+    benign = config.load_profile("cpu", modes=["benign"], seeds=[0], stage1_epochs=1,
+                                 spawn_epochs=[0, 1], sgd_comparison_spawn_epoch=1,
+                                 fractional_epochs=[0.5])
+    assert config.cpu_stage1_seconds(benign) == pytest.approx(3.0)  # 10,000 images, width 16
+    gpu, paper = config.load_profile("gpu"), config.load_profile("paper")
+    assert 3 < config.cpu_stage1_seconds(gpu) / 3600 < 30  # hours
+    assert config.cpu_stage1_seconds(paper) / 3600 / 24 > 100  # days
+    wider = config.load_profile("gpu", width=32)
+    assert config.cpu_stage1_seconds(wider) == pytest.approx(
+        config.cpu_stage1_seconds(gpu) * config.forward_macs("resnet18", 32)
+        / config.forward_macs("resnet18", 16))
+
+
+def test_gpu_detection_needs_a_device_and_a_jax_gpu_plugin(monkeypatch):
+    monkeypatch.setattr(config, "jax_gpu_plugins", lambda: ["xla_cuda12"])
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    assert not config.gpu_available()  # JAX told to use the CPU only
+    monkeypatch.delenv("JAX_PLATFORMS")
+    assert config.gpu_available() == bool(list(Path("/dev").glob("nvidia[0-9]*")) or
+                                          Path("/dev/kfd").exists())
+    monkeypatch.setattr(config, "jax_gpu_plugins", list)
+    assert not config.gpu_available()  # a GPU, but JAX's CPU build
+
+
+def test_from_notebook_checks_the_data_and_warns_before_any_compute(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "gpu_available", lambda: False)
+    with pytest.warns(UserWarning, match="profile gpu is sized for a GPU"):
+        assert config.from_notebook({"profile": "gpu"}).profile == "gpu"
+    (tmp_path / "cifar-10-batches-bin").mkdir()
+    monkeypatch.setenv("NTKBOOK_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="cifar-10-batches-bin cannot be used: no training file"):
+        config.from_notebook({"profile": "smoke"})

@@ -28,6 +28,7 @@ def test_partial_folder_is_read_with_layout_and_scaling(fake_root):
     folder.mkdir()
     pixels = write_records(folder / "data_batch_2.bin", np.arange(30) % 10, rng)
     write_records(folder / "data_batch_4.bin", np.arange(7) % 10, rng)
+    write_records(folder / "test_batch.bin", np.arange(3), rng)
     split = data.load_split("cifar10", "train")
     assert split.images.shape == (37, 32, 32, 3) and split.images.dtype == np.float32
     assert split.labels.tolist()[:30] == (np.arange(30) % 10).tolist()
@@ -49,14 +50,49 @@ def test_truncated_record_is_rejected(fake_root):
 def test_cifar100_uses_the_fine_label(fake_root):
     archive = ARCHIVES["cifar100"]
     (fake_root / archive.folder).mkdir()
-    write_records(fake_root / archive.folder / "test.bin", np.array([42, 99]),
-                  np.random.default_rng(0), archive)
+    for name in ("train.bin", "test.bin"):
+        write_records(fake_root / archive.folder / name, np.array([42, 99]),
+                      np.random.default_rng(0), archive)
     assert data.load_split("cifar100", "test").labels.tolist() == [42, 99]
 
 
 def test_missing_folder_names_the_expected_layout(fake_root):
     with pytest.raises(DataError, match="cifar-10-batches-bin/ holding data_batch_1.bin"):
         data.load_split("cifar10", "train")
+
+
+def test_an_empty_folder_is_refused_naming_what_is_missing_and_the_fix(fake_root):
+    (fake_root / CIFAR10.folder).mkdir()
+    with pytest.raises(DataError) as error:
+        data.dataset_folder("cifar10")
+    message = str(error.value)
+    assert f"the data folder {fake_root / CIFAR10.folder} cannot be used" in message
+    assert "no training file (any of data_batch_1.bin" in message
+    assert "no test file (test_batch.bin)" in message
+    assert "point NTKBOOK_DATA_DIR at" in message and "unset to download" in message
+    assert error.value._render_traceback_() == [f"DataError: {message}"]
+
+
+def test_truncated_and_empty_files_are_refused_before_reading(fake_root):
+    folder = fake_root / CIFAR10.folder
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    write_records(folder / "data_batch_1.bin", np.arange(10), rng)
+    write_records(folder / "test_batch.bin", np.arange(10), rng)
+    assert data.dataset_folder("cifar10") == folder  # fewer files and records: accepted
+    (folder / "data_batch_2.bin").write_bytes(b"")
+    with open(folder / "test_batch.bin", "r+b") as handle:
+        handle.truncate(3073 * 9 + 5)
+    with pytest.raises(DataError) as error:
+        data.dataset_folder("cifar10")
+    assert "data_batch_2.bin is empty" in str(error.value)
+    assert ("test_batch.bin is truncated (27,662 bytes is not a whole number of 3073-byte "
+            "records)") in str(error.value)
+
+
+def test_the_shared_sample_passes_the_check():
+    for dataset in ARCHIVES:
+        assert data.dataset_folder(dataset).is_dir()
 
 
 def test_download_with_wrong_md5_is_rejected(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Pages re-run in a live kernel, as a reader editing a parameter and running from the top."""
 
 import nbformat
+import papermill
 import pytest
 from nbclient import NotebookClient
 
@@ -50,3 +51,33 @@ def test_a_mistyped_name_in_the_parameter_cells_is_still_rejected():
         config.from_notebook({"In": history, "profile": "smoke", "stage2lr": 0.1})
     other_names = {"In": history[:2] + history[3:], "profile": "smoke", "spawn": [1.0]}
     assert config.from_notebook(other_names).profile == "smoke"
+
+
+def error_output(*sources: str) -> dict:
+    """The error output of the last of ``sources``, run as cells of a fresh notebook."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    NotebookClient(notebook, kernel_name="python3", timeout=300, allow_errors=True).execute()
+    return next(o for o in notebook.cells[-1].outputs if o["output_type"] == "error")
+
+
+def test_a_profile_or_data_error_shows_as_its_message_not_a_traceback(tmp_path):
+    error = error_output("from ntkbook import config", "config.load_profile('smok')")
+    assert error["traceback"] == [
+        f"ProfileError: {error['evalue']}"] and "did you mean 'smoke'" in error["evalue"]
+    (tmp_path / "cifar-10-batches-bin").mkdir()
+    error = error_output(f"import os; os.environ['NTKBOOK_DATA_DIR'] = {str(tmp_path)!r}",
+                         "from ntkbook import config",
+                         "cfg = config.from_notebook({'profile': 'smoke'})")
+    assert len(error["traceback"]) == 1 and error["ename"] == "DataError"
+    assert "cifar-10-batches-bin cannot be used: no training file" in error["traceback"][0]
+
+
+def test_a_misspelled_papermill_parameter_fails_in_a_few_lines(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        papermill.execute_notebook(str(book.ROOT / "book" / "protocol.ipynb"),
+                                   str(tmp_path / "protocol.ipynb"),
+                                   parameters={"stage1_epoch": 8}, kernel_name="python3",
+                                   cwd=str(book.ROOT / "book"), progress_bar=False)
+    assert len(error.value.traceback) <= 3
+    assert "unknown parameter 'stage1_epoch' (did you mean 'stage1_epochs'?)" in \
+        error.value.traceback[-1]
