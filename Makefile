@@ -25,5 +25,6 @@ test: $(SETUP)  ## the tests, the end-to-end smoke book build among them; two te
 	$(PYTHON) -m pytest -q -rs -n 2 --dist loadfile --durations=15
 
 benchmarks: $(SETUP)  ## step, attack and kernel throughput on the active JAX device
+	$(PYTHON) benchmarks/limits.py
 	$(PYTHON) benchmarks/throughput.py
 	$(PYTHON) benchmarks/kernel_throughput.py

@@ -10,7 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ntkbook import book, report
+from ntkbook import book, config, report
+from ntkbook import claims as ntk_claims
 from tests import browser
 
 PROTOCOL = book.ROOT / "book" / "protocol.ipynb"
@@ -165,7 +166,7 @@ def test_smoke_book_builds_with_pages_and_figures(smoke_book):
         text = json.dumps(outputs)
         assert not any(noise in text for noise in NOISE), path.name
         claims += sum(len(o.get("metadata", {}).get(report.CLAIMS_KEY, [])) for o in outputs)
-    assert claims == 24  # every page's claims, as data for `ntkbook publish`, once each
+    assert claims == len(ntk_claims.for_page(config.load_profile("smoke")))  # once each
     record = json.loads((smoke_book / book.BUILD_RECORD).read_text())
     assert record["complete"] and set(record["wall_seconds"]) == {p for p, _, _ in PAGES}
 
