@@ -276,6 +276,8 @@ def execute_pages(documents: list[str], staging: Path, profile: str,
     a training run or result another page is computing wait for it, never compute it twice.
     Returns wall seconds per page name, in the order of ``documents``."""
     seconds: dict[str, float] = {}
+    if not documents:
+        return seconds
 
     def arguments(document: str) -> tuple[Path, Path, dict, str | None]:
         return (ROOT / f"{document}.ipynb", staging / f"{document}.ipynb",
