@@ -682,7 +682,6 @@ REGISTRY: list[Claim] = [
           f"clean accuracy of adversarial centered training on K_0; holds if the interval is "
           f"below {LEARNED_OVER_CHANCE:g}x chance", "%", _initial_kernel_fails, _has("benign")),
 ]
-PAGES = tuple(dict.fromkeys(claim.page for claim in REGISTRY))
 
 
 def for_page(cfg: Profile, page: str | None = None) -> list[Claim]:

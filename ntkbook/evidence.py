@@ -19,7 +19,6 @@ from ntkbook.store import Store
 
 CLEAN, PGD, WORST = "clean", "PGD", "worst case"
 PGD_AUDITED = "PGD on the audited images"  # the book's PGD, on the worst case's images
-ATTACKS = (CLEAN, PGD, WORST, PGD_AUDITED)
 
 
 ANY_SEED = -1  # the seed of a network template: :meth:`NetworkId.at` gives it one
@@ -97,6 +96,15 @@ class Sources:
 
         return np.array([kernels.kernel_distance(kernel(first.at(s)), kernel(second.at(s)))
                          for s in self.cfg.seeds])
+
+
+def pgd_and_worst_case(cfg: Profile, store: Store) -> dict[str, dict[str, np.ndarray]]:
+    """Per audited network of the robustness audit, (seeds, images) correctness on the
+    audited images under the book's PGD and under the worst case."""
+    sources = Sources(cfg, store)
+    return {label: {PGD: sources.correct(nid.at(ANY_SEED), PGD_AUDITED),
+                    WORST: sources.correct(nid.at(ANY_SEED), WORST)}
+            for label, (nid, _) in robustness.audited_networks(cfg, cfg.seeds[0]).items()}
 
 
 def accuracy(correct: np.ndarray) -> np.ndarray:

@@ -135,15 +135,6 @@ def evolution_by_mode(cfg: Profile, store: Store,
                       "kernels of stage-1 runs")
 
 
-def final_kernel_distance(cfg: Profile, store: Store, first: tuple[int, str],
-                          second: tuple[int, str]) -> float:
-    """S between the final trace kernels of two stage-1 runs given as (seed, mode)."""
-    final = [trace_kernel(cfg, store, stage1_network(cfg, seed, mode, cfg.stage1_epochs,
-                                                     store))
-             for seed, mode in (first, second)]
-    return kernels.kernel_distance(*final)
-
-
 def across_seeds(distances: np.ndarray) -> np.ndarray:
     """Per seed i, the mean of a (seeds, seeds) matrix of distances over the other seeds j:
     how far seed i's kernel is from kernels of other initialisations."""

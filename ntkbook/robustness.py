@@ -351,17 +351,6 @@ def budget(cfg: Profile) -> str:
             f"AutoAttack-style ensemble, so its accuracies are upper bounds")
 
 
-def pgd_and_worst_case(cfg: Profile, store: Store) -> dict[str, dict[str, np.ndarray]]:
-    """Per audited network, (seeds, images) correctness on the audited images under the
-    book's PGD and under the worst case (cached)."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for label in audited_networks(cfg, cfg.seeds[0]):
-        nets = [network(cfg, store, audited_networks(cfg, seed)[label][0]) for seed in cfg.seeds]
-        out[label] = {"PGD": np.stack([attack_mask(cfg, store, n, book_pgd(cfg)) for n in nets]),
-                      "worst case": np.stack([worst_case(cfg, store, n).robust for n in nets])}
-    return out
-
-
 def mean_results(per_seed: Sequence[dict[str, Any]]) -> dict[str, float]:
     """PGD and worst-case accuracy, means over seeds (what :func:`verdict` reads)."""
     return {key: float(np.mean([r[key] for r in per_seed])) for key in ("PGD", "worst case")}
