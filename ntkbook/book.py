@@ -29,7 +29,7 @@ import papermill
 import yaml
 from jupyter_client.manager import AsyncKernelManager
 
-from ntkbook import config, data, provenance
+from ntkbook import config, data, grid, provenance
 from ntkbook.store import Store
 
 log = logging.getLogger(__name__)
@@ -307,15 +307,18 @@ def execute_pages(documents: list[str], staging: Path, profile: str,
 
 
 def build(profile: str = "smoke", output: Path | None = None, only: list[str] | None = None,
-          from_results: bool = False, jobs: int | None = None, force: bool = False) -> Path:
+          from_results: bool = False, jobs: int | None = None, force: bool = False,
+          jobs_first: bool = False) -> Path:
     """Execute the book's notebooks under ``profile`` and render HTML; return the HTML folder.
 
     A page whose executed copy was made from the same source, profile file, ntkbook code and
     data (:func:`page_key`) is not executed again unless ``force``. ``only`` restricts
     execution to notebooks whose name contains one of the strings; the others keep the
     outputs of the last build (or are rendered without them). ``jobs`` pages are executed
-    at once (default :func:`default_jobs`). ``from_results`` renders the published run of
-    the profile instead, executing nothing.
+    at once (default :func:`default_jobs`). ``jobs_first`` first computes the profile's
+    independent jobs (``ntkbook plan``) in that many worker processes, so that both cores
+    stay busy while the pages, executed after, read the cache. ``from_results`` renders the
+    published run of the profile instead, executing nothing.
     """
     cfg = config.load_profile(profile)
     if jobs is not None and jobs < 1:
@@ -344,7 +347,9 @@ def build(profile: str = "smoke", output: Path | None = None, only: list[str] | 
     reused = [Path(d).name for d in asked if d not in todo]
     log.info("executing %d page(s) under profile %s%s", len(todo), cfg.label,
              f"; {len(reused)} unchanged since their last run, reused" if reused else "")
-    seconds = execute_pages(todo, staging, profile, jobs or default_jobs(), keys)
+    workers = jobs or default_jobs()
+    jobs_seconds = run_jobs_first(cfg, profile, workers) if jobs_first and todo else None
+    seconds = execute_pages(todo, staging, profile, workers, keys)
     seconds = {Path(d).name: seconds.get(Path(d).name,
                                          previous.get("wall_seconds", {}).get(Path(d).name))
                for d in notebooks() if Path(d).name in seconds or Path(d).name in reused}
@@ -352,11 +357,27 @@ def build(profile: str = "smoke", output: Path | None = None, only: list[str] | 
                                {Path(d).name: file_sha256(ROOT / f"{d}.ipynb")
                                 for d in notebooks()}, complete=not only)
     record.update(reused=reused, code_sha256=code_sha256())
+    if jobs_seconds is not None:
+        record.update(jobs_seconds=jobs_seconds, method=f"the profile's jobs first ({workers} "
+                      f"worker processes), then the pages {workers} at a time")
     (output / BUILD_RECORD).write_text(json.dumps(record, indent=1))
     # what a page shows also depends on ntkbook (its Sphinx extension, say): a build that
     # executed anything renders every page; one that executed nothing, only what changed
     unchanged = not todo and previous.get("code_sha256") == record["code_sha256"]
     return _render(staging, output, everything=not unchanged)
+
+
+def run_jobs_first(cfg: config.Profile, profile: str, workers: int) -> float:
+    """Compute every job of the profile's plan in ``workers`` processes; wall seconds."""
+    began = time.time()
+    log.info("computing the jobs of profile %s first, %d at a time", cfg.label, workers)
+    failed = grid.run_in_workers(cfg, str(config.profile_path(profile).resolve()), Store(),
+                                 workers=workers)
+    if failed:
+        raise BookError(f"some jobs of profile {cfg.label} failed (listed above); run the "
+                        "same command again to retry them")
+    log.info("jobs done in %.1f min", (time.time() - began) / 60)
+    return round(time.time() - began, 1)
 
 
 def _previous_record(output: Path) -> dict:

@@ -95,6 +95,10 @@ def parser() -> argparse.ArgumentParser:
                        help="pages executed at once, the protocol page and the longest "
                             "first, the claims page last (default: 2 where there are 2 cores "
                             "or more; 1: one after the other)")
+    build.add_argument("--jobs-first", action="store_true",
+                       help="first compute the profile's independent jobs (ntkbook plan) in N "
+                            "worker processes (--jobs), then execute the pages from the cache: "
+                            "both cores busy for long profiles such as cpu")
     build.add_argument("--from-results", action="store_true",
                        help="render the published notebooks of results/<profile>/ instead "
                             "of executing anything")
@@ -106,6 +110,14 @@ def parser() -> argparse.ArgumentParser:
                                            "in an order that respects their dependencies.")
     plan.set_defaults(run=_plan)
     _add_profile(plan)
+    plan.add_argument("--estimate", type=float, metavar="GFLOPS",
+                      help="instead, print the profile's work per part (ntkbook.costs) and "
+                           "its time at this many useful GFLOP/s (measure yours: "
+                           "benchmarks/limits.py)")
+    plan.add_argument("--survivors", type=float, default=1.0, metavar="FRACTION",
+                      help="with --estimate: fraction of the audited images that survive the "
+                           "book's PGD, so that the worst case's later attacks run on them "
+                           "(default 1: the conservative count)")
     _add_job_commands(commands)
     grid.add_commands(commands, _add_profile)
     housekeeping.add_commands(commands)
@@ -121,15 +133,20 @@ def parser() -> argparse.ArgumentParser:
 def _build(args: argparse.Namespace) -> int:
     from ntkbook import book
     html = book.build(args.profile, only=args.only, from_results=args.from_results,
-                      jobs=args.jobs, force=args.force)
+                      jobs=args.jobs, force=args.force, jobs_first=args.jobs_first)
     print(f"open {html / 'index.html'}")
     return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from ntkbook import jobs
-    print("\n".join(f"ntkbook {' '.join(job.argv(args.profile))}"
-                    for job in jobs.plan(load_profile(args.profile))))
+    from ntkbook import costs, jobs
+    cfg = load_profile(args.profile)
+    if args.estimate is not None:
+        if args.estimate <= 0 or not 0 <= args.survivors <= 1:
+            raise SystemExit("ntkbook plan: --estimate must be > 0 and --survivors in [0, 1]")
+        print(costs.estimate(cfg, args.estimate, args.survivors))
+        return 0
+    print("\n".join(f"ntkbook {' '.join(job.argv(args.profile))}" for job in jobs.plan(cfg)))
     return 0
 
 

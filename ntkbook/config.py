@@ -78,6 +78,7 @@ class Profile:
     audit_restarts: int
     audit_targets: int
     audit_queries: int
+    checklist_images: int
     overridden: tuple[str, ...] = ()
 
     @property
@@ -191,6 +192,9 @@ def _validate(p: Profile) -> None:
     _check(p.n_kernel <= p.n_train, "n_kernel", f"must be <= n_train ({p.n_train})", p.n_kernel)
     _check(p.audit_images <= p.n_test, "audit_images", f"must be <= n_test ({p.n_test})",
            p.audit_images)
+    _check(0 < p.checklist_images <= p.audit_images and p.checklist_images % p.num_classes == 0,
+           "checklist_images", f"must be a positive multiple of the {p.num_classes} classes, "
+           f"<= audit_images ({p.audit_images})", p.checklist_images)
     for key in ("audit_steps", "audit_restarts", "audit_queries"):
         _check(getattr(p, key) >= 1, key, "must be >= 1", getattr(p, key))
     _check(1 <= p.audit_targets < p.num_classes, "audit_targets",

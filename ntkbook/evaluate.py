@@ -58,10 +58,18 @@ def accuracy(correct: np.ndarray) -> float:
 def evaluate_transfer(source_forward: Forward, source_variables: Variables,
                       target_forward: Forward, target_variables: Variables, images: np.ndarray,
                       labels: np.ndarray, attack: AttackSettings, *, batch_size: int,
-                      seed: int = 0) -> np.ndarray:
-    """Per image: is the target correct on the PGD example made against the source?"""
+                      seed: int = 0, source_masks: dict[str, np.ndarray] | None = None
+                      ) -> np.ndarray:
+    """Per image: is the target correct on the PGD example made against the source? Given a
+    dict ``source_masks``, also fills it with the source's own :func:`evaluate` masks, made
+    from the same examples."""
     x_adv = adversarial_examples(source_forward, source_variables, images, labels, attack,
                                  batch_size=batch_size, seed=seed)
+    if source_masks is not None:
+        source_masks["clean"] = predict(source_forward, source_variables, images,
+                                        batch_size) == labels
+        source_masks["robust"] = predict(source_forward, source_variables, x_adv,
+                                         batch_size) == labels
     return predict(target_forward, target_variables, x_adv, batch_size) == labels
 
 

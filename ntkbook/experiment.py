@@ -235,8 +235,12 @@ def evaluation_masks(cfg: Profile, store: Store, network: Network) -> dict[str, 
         return evaluate(_forward(cfg, network), network.load(), split.images, split.labels,
                         eval_attack(cfg), batch_size=cfg.eval_batch_size)
 
-    spec = {"kind": "evaluation", "per_image": True, **network.spec, **test_spec(cfg)}
-    return {k: np.asarray(v, bool) for k, v in store.get_or_compute(spec, compute).items()}
+    return {k: np.asarray(v, bool)
+            for k, v in store.get_or_compute(_evaluation_spec(cfg, network), compute).items()}
+
+
+def _evaluation_spec(cfg: Profile, network: Network) -> Spec:
+    return {"kind": "evaluation", "per_image": True, **network.spec, **test_spec(cfg)}
 
 
 def evaluation(cfg: Profile, store: Store, network: Network) -> dict[str, float]:
@@ -281,12 +285,19 @@ def over_seeds(seeds: tuple[int, ...], rows: dict[str, Callable[[int], dict[str,
 
 def transfer_accuracy(cfg: Profile, store: Store, source: Network, target: Network) -> float:
     """Cached accuracy (%) of ``target`` on PGD test examples made against ``source`` (kept
-    per image in the cache)."""
+    per image in the cache). These are the examples of ``source``'s own evaluation (same
+    attack, keys and batches), so when that evaluation is not cached yet it is made from the
+    same examples and saved too: one PGD pass serves both."""
     def compute() -> dict[str, np.ndarray]:
         split = test_split(cfg)
-        return {"correct": evaluate_transfer(
+        own = None if store.exists(_evaluation_spec(cfg, source)) else {}
+        correct = evaluate_transfer(
             _forward(cfg, source), source.load(), _forward(cfg, target), target.load(),
-            split.images, split.labels, eval_attack(cfg), batch_size=cfg.eval_batch_size)}
+            split.images, split.labels, eval_attack(cfg), batch_size=cfg.eval_batch_size,
+            source_masks=own)
+        if own is not None:
+            store.save(_evaluation_spec(cfg, source), own)
+        return {"correct": correct}
 
     spec = {"kind": "transfer", "per_image": True, "source": source.spec,
             "target": target.spec, **test_spec(cfg)}

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,47 +103,83 @@ def local_gpus() -> list[int]:
     return list(range(len(listed.stdout.splitlines()))) if listed.returncode == 0 else []
 
 
+# a started job (a future or a submitit job: both have done() and result()) and what frees
+# the resources it holds
+Started = tuple["concurrent.futures.Future | submitit.Job", Callable[[], None]]
+
+
 def run_local(cfg: Profile, profile: str, store: Store, *, max_jobs: int, gpus_per_job: int,
               timeout_min: int, folder: Path, poll_seconds: float = 0.5) -> int:
-    """Run every job that is not done, at most ``max_jobs`` at once; 0 iff all succeed."""
-    from ntkbook import jobs
-    plan, pending = _pending(cfg, store)
-    todo = set(pending)
-    waits = {job: [d for d in jobs.dependencies(job, plan) if d in todo] for job in pending}
+    """Run every job that is not done, each in a subprocess (submitit), at most ``max_jobs``
+    at once; 0 iff all succeed."""
     gpus = local_gpus() if gpus_per_job else []
     if gpus_per_job and gpus:
         max_jobs = min(max_jobs, len(gpus) // gpus_per_job)
     executor = _submitit().LocalExecutor(folder=folder)
     executor.update_parameters(timeout_min=timeout_min)
-    print(f"{len(pending)} of {len(plan)} jobs to run, at most {max_jobs} at once")
-    running: dict[Job, tuple["submitit.Job", list[int]]] = {}
+    free = list(gpus)
+
+    def start(job: Job) -> Started:
+        mine = [free.pop(0) for _ in range(gpus_per_job)] if gpus else []
+        executor.update_parameters(visible_gpus=mine, gpus_per_node=len(mine))
+        return executor.submit(run_job, profile, job, str(store.root)), lambda: free.extend(mine)
+
+    return _schedule(cfg, store, max_jobs, start, poll_seconds)
+
+
+def run_in_workers(cfg: Profile, profile: str, store: Store, *, workers: int,
+                   poll_seconds: float = 0.2) -> int:
+    """Run every job that is not done in ``workers`` long-lived processes, each taking the
+    next ready job as it finishes one (imports and compiled programs are paid once per
+    worker, not per job); 0 iff all succeed."""
+    with concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        def start(job: Job) -> Started:
+            return pool.submit(run_job, profile, job, str(store.root)), lambda: None
+
+        return _schedule(cfg, store, workers, start, poll_seconds)
+
+
+def _schedule(cfg: Profile, store: Store, max_jobs: int, start: Callable[[Job], Started],
+              poll_seconds: float) -> int:
+    """Start each pending job through ``start`` once its dependencies succeeded, at most
+    ``max_jobs`` running; ``start`` returns the running job and what frees its resources.
+    Reports each job as it ends; 0 iff all succeed."""
+    from ntkbook import jobs
+    plan, pending = _pending(cfg, store)
+    todo = set(pending)
+    waits = {job: [d for d in jobs.dependencies(job, plan) if d in todo] for job in pending}
+    print(f"{len(pending)} of {len(plan)} jobs to run, at most {max_jobs} at once", flush=True)
+    running: dict[Job, tuple[concurrent.futures.Future | submitit.Job, Callable[[], None],
+                             float]] = {}
     finished: set[Job] = set()
     failed: dict[Job, str] = {}
-    free = list(gpus)
+    began = time.time()
     while pending or running:
         for job in list(pending):
             if any(d in failed for d in waits[job]):
                 pending.remove(job)
                 failed[job] = "not run: a job it needs failed"
             elif len(running) < max_jobs and all(d in finished for d in waits[job]):
-                mine = [free.pop(0) for _ in range(gpus_per_job)] if gpus else []
-                executor.update_parameters(visible_gpus=mine, gpus_per_node=len(mine))
-                running[job] = (executor.submit(run_job, profile, job, str(store.root)), mine)
+                running[job] = (*start(job), time.time())
                 pending.remove(job)
         time.sleep(poll_seconds)
-        for job, (submitted, mine) in list(running.items()):
+        for job, (submitted, release, since) in list(running.items()):
             if not submitted.done():
                 continue
             del running[job]
-            free += mine
+            release()
             try:
                 submitted.result()
                 finished.add(job)
-                print(f"done    {job.label}", flush=True)
+                print(f"done    {job.label} ({time.time() - since:.0f} s; "
+                      f"{len(finished)} of {len(todo)}, {(time.time() - began) / 60:.1f} min)",
+                      flush=True)
             except Exception as error:  # noqa: BLE001 - reported, the grid goes on
                 recorded = jobs.failure(cfg, store, job)
                 why = recorded["error"] if recorded else f"{type(error).__name__}: {error}"
-                failed[job] = f"{why.strip().splitlines()[0]} (log: {submitted.paths.stderr})"
+                where = getattr(getattr(submitted, "paths", None), "stderr", None)
+                failed[job] = why.strip().splitlines()[0] + (f" (log: {where})" if where else "")
                 print(f"FAILED  {job.label}: {failed[job]}", flush=True)
     for job, why in failed.items():
         print(f"failed: {job.label}: {why}")

@@ -156,18 +156,18 @@ def _worst_cases(cfg: Profile, store: Store, ids: list[NetworkId]) -> list[str]:
 def _stage1(cfg: Profile, store: Store, job: Job) -> list[str]:
     seed, mode = job.seed, job.mode
     experiment.ensure_stage1(cfg, seed, mode, store)
+    if mode in sweeps.modes(cfg):  # first: a transfer's PGD pass also evaluates its source
+        target = sweeps.final_network(cfg, store, seed, mode)
+        for t in cfg.spawn_epochs:
+            experiment.transferability(cfg, store,
+                                       experiment.stage1_network(cfg, seed, mode, t, store),
+                                       target)
     epochs = set(cfg.spawn_epochs) | {float(cfg.stage1_epochs)}
     if mode == "adversarial":
         epochs.add(cfg.sgd_comparison_spawn_epoch)
     lines = [_accuracy_line(f"{mode} seed {seed} epoch {e:g}",
                             experiment.evaluate_stage1(cfg, seed, mode, e, store))
              for e in sorted(epochs)]
-    if mode in sweeps.modes(cfg):
-        target = sweeps.final_network(cfg, store, seed, mode)
-        for t in cfg.spawn_epochs:
-            experiment.transferability(cfg, store,
-                                       experiment.stage1_network(cfg, seed, mode, t, store),
-                                       target)
     ids = [n for n in tables.table_networks(cfg, seed) if n.stage == 1 and n.mode == mode]
     return lines + _worst_cases(cfg, store, ids)
 
@@ -186,12 +186,13 @@ def _kernels(cfg: Profile, store: Store, job: Job) -> list[str]:
 def _stage2(cfg: Profile, store: Store, job: Job) -> list[str]:
     nid = job.network
     net = experiment.network(cfg, store, nid)
-    lines = [_accuracy_line(net.label, experiment.evaluation(cfg, store, net))]
-    if nid in set(section4_ids(cfg, nid.seed)):
-        if nid.dynamics == "linearized":
-            lines.append(f"relative magnitude {experiment.relative_magnitude(cfg, store, net):.4f}")
+    lines = []
+    if nid in set(section4_ids(cfg, nid.seed)):  # first: its PGD pass also evaluates net
         target = sweeps.final_network(cfg, store, nid.seed, nid.mode)
         lines.append(f"tau {experiment.transferability(cfg, store, net, target):.3f}")
+        if nid.dynamics == "linearized":
+            lines.append(f"relative magnitude {experiment.relative_magnitude(cfg, store, net):.4f}")
+    lines.insert(0, _accuracy_line(net.label, experiment.evaluation(cfg, store, net)))
     table1 = [_normalised(cfg, n) for n in tables.sgd_comparison_ids(cfg, nid.seed).values()] \
         if "adversarial" in cfg.modes else []
     if nid in table1:

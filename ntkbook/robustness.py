@@ -107,16 +107,26 @@ def audit_images(cfg: Profile) -> data.Split:
                                             AUDIT_SUBSET_SEED))
 
 
+def checklist_positions(cfg: Profile) -> np.ndarray:
+    """Positions, among the audited images, of the ``checklist_images`` that the
+    gradient-masking checklist attacks (class-balanced, seeded; all of them when equal)."""
+    return data.balanced_indices(audit_images(cfg).labels, cfg.checklist_images,
+                                 cfg.num_classes, AUDIT_SUBSET_SEED)
+
+
 def batch_size(cfg: Profile) -> int:
     """Images per attacked batch: at most the evaluation batch, the audited images, and
     :data:`AUDIT_BATCH` (a batch is padded to this size, so it is kept small)."""
     return min(cfg.eval_batch_size, cfg.audit_images, AUDIT_BATCH)
 
 
-def _images_spec(cfg: Profile) -> Spec:
-    return {"version": SPEC_VERSION, "dataset": cfg.dataset, "n_test": cfg.n_test,
+def _images_spec(cfg: Profile, checklist: bool = False) -> Spec:
+    spec = {"version": SPEC_VERSION, "dataset": cfg.dataset, "n_test": cfg.n_test,
             "data": test_split(cfg).digest, "audit_images": cfg.audit_images,
             "seed": AUDIT_SUBSET_SEED, "batch_size": batch_size(cfg)}
+    if checklist and cfg.checklist_images < cfg.audit_images:
+        spec["checklist_images"] = cfg.checklist_images
+    return spec
 
 
 @jit(static_argnames=("shape", "forward"))
@@ -200,12 +210,13 @@ def clean_mask(cfg: Profile, store: Store, network: Network) -> np.ndarray:
 
 
 def attack_mask(cfg: Profile, store: Store, network: Network, attack: Attack,
-                source: Network | None = None) -> np.ndarray:
-    """Per audited image: correct after ``attack`` (made against ``source``, default the
-    network itself); images misclassified without attack count as broken. Cached."""
+                source: Network | None = None, *, checklist: bool = False) -> np.ndarray:
+    """Per audited image (``checklist``: per image of :func:`checklist_positions`): correct
+    after ``attack`` (made against ``source``, default the network itself); images
+    misclassified without attack count as broken. Cached."""
     def compute() -> dict[str, np.ndarray]:
-        split = audit_images(cfg)
-        correct = clean_mask(cfg, store, network)
+        split = audit_images(cfg).take(positions)
+        correct = clean_mask(cfg, store, network)[positions]
         robust = np.zeros(len(correct), bool)
         maker = None if source is None else (_forward(cfg, source), source.load())
         robust[correct] = _survivors(cfg, _forward(cfg, network), network.load(), attack,
@@ -213,8 +224,10 @@ def attack_mask(cfg: Profile, store: Store, network: Network, attack: Attack,
                                      source=maker)
         return {"robust": robust}
 
+    positions = checklist_positions(cfg) if checklist else np.arange(cfg.audit_images)
     spec = {"kind": "audit_attack", **network.spec, "attack": attack.spec(),
-            "source": None if source is None else source.spec, "images": _images_spec(cfg)}
+            "source": None if source is None else source.spec,
+            "images": _images_spec(cfg, checklist)}
     return np.asarray(store.get_or_compute(spec, compute)["robust"], bool)
 
 
@@ -270,21 +283,27 @@ def audit(cfg: Profile, store: Store, network: Network, source: Network) -> dict
     """Everything the audit page shows for ``network``; ``source`` is the standard-dynamics
     network whose PGD examples make the transfer attack.
 
-    Keys: ``clean``; each ensemble attack's accuracy by name; ``worst case``; ``transfer``;
-    ``eps sweep`` ([(eps, accuracy)] with the book's PGD, the last at eps = 0.5);
-    ``steps sweep`` ([(steps, accuracy)]); all in percent on the audited images.
+    Keys: ``clean``, ``PGD`` (the book's) and ``worst case`` on the audited images; for the
+    checklist, on its images (:func:`checklist_positions`): ``checklist clean``, each ensemble
+    attack alone by name (``PGD`` again, under ``checklist PGD``), ``transfer``, ``eps sweep``
+    ([(eps, accuracy)] with the book's PGD, the last at eps = 0.5) and ``steps sweep``
+    ([(steps, accuracy)]); all in percent.
     """
-    results: dict[str, Any] = {"clean": _percent(clean_mask(cfg, store, network))}
+    def on_checklist(attack: Attack, maker: Network | None = None) -> float:
+        return _percent(attack_mask(cfg, store, network, attack, maker, checklist=True))
+
+    clean = clean_mask(cfg, store, network)
+    results: dict[str, Any] = {
+        "clean": _percent(clean),
+        "PGD": _percent(attack_mask(cfg, store, network, book_pgd(cfg))),
+        "worst case": worst_case_accuracy(cfg, store, network),
+        "checklist clean": _percent(clean[checklist_positions(cfg)])}
     for attack in ensemble(cfg):
-        results[attack.name] = _percent(attack_mask(cfg, store, network, attack))
-    results["worst case"] = worst_case_accuracy(cfg, store, network)
-    results["transfer"] = _percent(attack_mask(cfg, store, network, book_pgd(cfg), source))
+        results["checklist PGD" if attack.name == "PGD" else attack.name] = on_checklist(attack)
+    results["transfer"] = on_checklist(book_pgd(cfg), source)
     radii = [cfg.eps * m for m in EPS_MULTIPLIERS] + [LARGE_EPS]
-    results["eps sweep"] = [(eps, _percent(attack_mask(cfg, store, network,
-                                                       book_pgd(cfg, eps=eps))))
-                            for eps in radii]
-    results["steps sweep"] = [(steps, _percent(attack_mask(cfg, store, network,
-                                                           book_pgd(cfg, steps=steps))))
+    results["eps sweep"] = [(eps, on_checklist(book_pgd(cfg, eps=eps))) for eps in radii]
+    results["steps sweep"] = [(steps, on_checklist(book_pgd(cfg, steps=steps)))
                               for steps in (cfg.eval_pgd_steps * m for m in STEP_MULTIPLIERS)]
     return results
 
@@ -298,21 +317,22 @@ class Check:
     passed: bool
 
 
-def tolerance(cfg: Profile) -> float:
-    """Points below which two accuracies on the audited images are not told apart."""
-    return max(TOLERANCE_POINTS, 100.0 / cfg.audit_images)
+def tolerance(cfg: Profile, images: int | None = None) -> float:
+    """Points below which two accuracies on ``images`` images (default: the audited ones)
+    are not told apart."""
+    return max(TOLERANCE_POINTS, 100.0 / (images or cfg.audit_images))
 
 
 def checklist(cfg: Profile, results: dict[str, Any]) -> list[Check]:
     """Carlini et al.'s signs of gradient masking, on the numbers of :func:`audit`; a check
     that fails is a warning that the white-box numbers over-report robustness."""
-    tol = tolerance(cfg)
-    names = [a.name for a in ensemble(cfg)]
+    tol = tolerance(cfg, cfg.checklist_images)
+    names = ["checklist PGD"] + [a.name for a in ensemble(cfg)][1:]
     white_box = min(results[name] for name in names if name != "Square")
     largest_eps, at_large_eps = results["eps sweep"][-1]
     steps = [acc for _, acc in results["steps sweep"]]
     rises = max(b - a for a, b in zip(steps[:-1], steps[1:], strict=True))
-    restart_gain = results["PGD"] - results[names[1]]
+    restart_gain = results["checklist PGD"] - results[names[1]]
     return [
         Check(f"accuracy falls to ~0 at eps = {largest_eps:.2f}",
               f"{at_large_eps:.1f} %", at_large_eps <= max(5.0, tol)),
@@ -320,7 +340,7 @@ def checklist(cfg: Profile, results: dict[str, Any]) -> list[Check]:
               ", ".join(f"{s}: {a:.1f}" for s, a in results["steps sweep"]),
               rises <= tol and steps[-2] - steps[-1] <= tol),
         Check("random restarts change little",
-              f"PGD {results['PGD']:.1f} vs {names[1]} {results[names[1]]:.1f}",
+              f"PGD {results['checklist PGD']:.1f} vs {names[1]} {results[names[1]]:.1f}",
               restart_gain <= 2 * tol),
         Check("black-box (Square) is weaker than white-box",
               f"Square {results['Square']:.1f} vs white-box {white_box:.1f}",
@@ -347,8 +367,10 @@ def budget(cfg: Profile) -> str:
                       + (f" ({a.targets} targets)" if a.targets else "")
                       + (f" ({a.queries} queries)" if a.queries else "")
                       for a in ensemble(cfg))
-    return (f"worst case of {names}, on {cfg.audit_images} audited test images: a reduced "
-            f"AutoAttack-style ensemble, so its accuracies are upper bounds")
+    checklist = ("" if cfg.checklist_images == cfg.audit_images else
+                 f"; each attack alone and the checklist on {cfg.checklist_images} of them")
+    return (f"worst case of {names}, on {cfg.audit_images} audited test images{checklist}: a "
+            f"reduced AutoAttack-style ensemble, so its accuracies are upper bounds")
 
 
 def mean_results(per_seed: Sequence[dict[str, Any]]) -> dict[str, float]:

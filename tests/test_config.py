@@ -130,7 +130,7 @@ def test_cpu_profiles_are_not_warned(name, monkeypatch):
 def test_the_cpu_estimate_follows_the_calibration_and_the_profile():
     benign = config.load_profile("cpu", modes=["benign"], seeds=[0], stage1_epochs=1,
                                  spawn_epochs=[0, 1], sgd_comparison_spawn_epoch=1,
-                                 fractional_epochs=[0.5])
+                                 fractional_epochs=[0.5], n_train=10_000)
     assert config.cpu_stage1_seconds(benign) == pytest.approx(3.0)  # 10,000 images, width 16
     gpu, paper = config.load_profile("gpu"), config.load_profile("paper")
     assert 3 < config.cpu_stage1_seconds(gpu) / 3600 < 30  # hours

@@ -281,20 +281,12 @@ def test_archive_over_16_mib_drops_the_raw_copies_then_fails_clearly(tmp_path):
 
 # --- the gpu profile's time on one H100 -------------------------------------------------
 #
-# Work is counted in image forwards F (one forward of one image: 2 x forward_macs FLOPs) from
-# the book's own plan (ntkbook.jobs and the modules it calls), every image of every stage:
-# a training step 3F; the stage-1 adversarial step of clean_then_adversarial, (6 + 2k)F; a
-# PGD iteration 2F (forward and input gradient); a stage-2 step 5F and anything through a
-# stage-2 (jvp) model 2.5x its standard cost; a per-class kernel of N images (1 + 2C)F per
-# image plus its Gram matrix; each audit attack run on every audited image (no credit for
-# images that earlier attacks already broke). Time: that work at a conservative rate, plus
-# XLA compilation per program, the start of every page's kernel and the script's other steps.
+# Work in image forwards from ntkbook.costs (the book's own plan), at a conservative rate,
+# plus XLA compilation per program, the start of every page's kernel and the script's other
+# steps; no credit for images that earlier attacks of the worst case already broke.
 
 H100_FLOPS = 10e12  # useful FLOP/s for width-16 ResNet-18 convolutions at batch 100-500:
 #                     a seventh of the H100's fp32 peak (67 TFLOP/s), a fiftieth of TF32's
-STAGE2_STEP = 5.0  # a linearized or centered step, in F (benchmarks/limits.py)
-STAGE2_FACTOR = 2.5  # a forward or attack through a stage-2 model against a standard one
-EIGEN_STEP = 12.0  # one eigen-image step of one image: gradient of a gradient, in F
 # XLA programs of a cold book, counted in the persistent cache of the smoke rehearsal (100):
 # 58 of the model (train steps, attacks, predictions, kernels, eigen-images), 42 single jnp
 # operations; the model's counted with a margin, at the top of 1-2 s each on 16 cores
@@ -309,107 +301,11 @@ BENCHMARKS_MIN_SECONDS, ARCHIVE_SECONDS = 60, 5.0
 LIMIT_SECONDS = 8 * 60
 
 
-def forward_units(cfg) -> dict[str, float]:
-    """Image forwards of every stage of the book under ``cfg``."""
-    from ntkbook import jobs, kernel_study, robustness, sweeps, tables
-    from ntkbook.experiment import NetworkId
-
-    k_train, k_eval = cfg.train_pgd_steps, cfg.eval_pgd_steps
-    clean_first = cfg.adversarial_step == "clean_then_adversarial"
-    adversarial_step = (6 if clean_first else 3) + 2 * k_train
-    per_epoch = (cfg.n_train // cfg.batch_size) * cfg.batch_size
-
-    def m(nid: NetworkId) -> float:
-        return 1.0 if nid.stage == 1 else STAGE2_FACTOR
-
-    end = float(cfg.stage1_epochs)
-    units = dict.fromkeys(("stage 1", "stage 2", "evaluations", "transfers", "kernels",
-                           "eigen images", "worst cases", "audit"), 0.0)
-
-    for mode in cfg.modes:  # stage 1
-        adversarial_epochs = {"benign": 0, "adversarial": cfg.stage1_epochs,
-                              "flip": cfg.stage1_epochs - cfg.flip_epoch}[mode]
-        epochs = (cfg.stage1_epochs - adversarial_epochs) * 3 + adversarial_epochs * \
-            adversarial_step
-        units["stage 1"] += len(cfg.seeds) * per_epoch * epochs
-
-    evaluated, worst = set(), set()
-    for seed in cfg.seeds:
-        second = jobs.stage2_ids(cfg, seed)
-        for nid in second:  # stage 2
-            step = STAGE2_STEP * ((2 if clean_first else 1) + k_train) if nid.adversarial \
-                else STAGE2_STEP
-            units["stage 2"] += cfg.stage2_epochs * per_epoch * step
-        for mode in cfg.modes:
-            epochs = set(cfg.spawn_epochs) | {end}
-            if mode == "adversarial":
-                epochs.add(cfg.sgd_comparison_spawn_epoch)
-            evaluated |= {NetworkId(seed, mode, float(e)) for e in epochs}
-        evaluated |= set(second) | set(tables.table_networks(cfg, seed))
-        for mode in sweeps.modes(cfg):  # section 5: PGD of every sweep network on the final one
-            for t in cfg.spawn_epochs:
-                for dynamics in ("standard",) + sweeps.STAGE2_DYNAMICS:
-                    source = NetworkId(seed, mode, float(t), dynamics)
-                    units["transfers"] += cfg.n_test * (2 * k_eval * m(source) + 1)
-                    if dynamics == "linearized":  # relative magnitude
-                        units["transfers"] += cfg.n_test * (STAGE2_FACTOR + 1)
-        worst |= set(tables.table_networks(cfg, seed))
-        if robustness.audit_applies(cfg):
-            audited = robustness.audited_networks(cfg, seed).values()
-            worst |= {nid for nid, _ in audited}
-            for nid, source in audited:  # each attack alone, transfer, eps and steps sweeps
-                attacks = 2 * k_eval * (1 + len(robustness.EPS_MULTIPLIERS)) + 2 * sum(
-                    k_eval * s for s in robustness.STEP_MULTIPLIERS[1:]) + 2 * k_eval * m(
-                    source) / m(nid)
-                units["audit"] += cfg.audit_images * m(nid) * (attacks + ensemble_units(cfg))
-            for nid in robustness.pgd_controls(cfg, seed):
-                units["audit"] += cfg.audit_images * m(nid) * (2 * k_eval + 2)
-    units["evaluations"] = sum(cfg.n_test * m(nid) * (2 * k_eval + 2) for nid in evaluated)
-    units["worst cases"] = sum(cfg.audit_images * m(nid) * ensemble_units(cfg)
-                               for nid in worst)
-
-    kerneled = [NetworkId(seed, mode, float(e)) for seed in cfg.seeds for mode in cfg.modes
-                for e in cfg.checkpoint_epochs]
-    if "adversarial" in cfg.modes:
-        kerneled += [nid for seed in cfg.seeds
-                     for nid in tables.sgd_comparison_ids(cfg, seed).values() if nid.stage == 2]
-    per_image = 1 + 2 * cfg.num_classes
-    gram = 2 * cfg.num_classes * cfg.n_kernel ** 2 * parameters(cfg) / forward_flops(cfg)
-    units["kernels"] = sum(cfg.n_kernel * per_image * m(nid) + gram for nid in kerneled)
-    for _ in kernel_study.eigen_networks(cfg):
-        units["eigen images"] += cfg.eigen_vectors * (
-            3 * cfg.n_kernel + 2 * cfg.eigen_steps * EIGEN_STEP)
-    return units
-
-
-def ensemble_units(cfg) -> float:
-    """Image forwards of the worst case's attacks on one image, clean prediction included."""
-    k = cfg.audit_steps
-    targets = min(cfg.audit_targets, cfg.num_classes - 1)
-    return (1 + (2 * cfg.eval_pgd_steps + 1) + (2 * k * cfg.audit_restarts + 1) + (2 * k + 1)
-            + targets * (2 * k + 2) + cfg.audit_queries + 1)
-
-
-def forward_flops(cfg) -> float:
-    from ntkbook import config
-    return 2.0 * config.forward_macs(cfg.model, cfg.width)
-
-
-def parameters(cfg) -> int:
-    """The model's parameter count, from shapes alone (nothing is computed)."""
-    import jax
-    import jax.numpy as jnp
-
-    from ntkbook import experiment
-    shapes = jax.eval_shape(lambda: experiment.model_for(cfg).init(
-        jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
-    return sum(leaf.size for leaf in jax.tree_util.tree_leaves(shapes["params"]))
-
-
 def h100_seconds(cfg) -> dict[str, float]:
     """Estimated wall seconds of benchmarks/gpu.sh on one H100, by part: the book's steps,
     then the benchmarks (until the script's target, at least a minute) and the archive."""
     from ntkbook import book
+    from ntkbook.costs import forward_flops, forward_units
     units = forward_units(cfg)
     seconds = {f"compute: {k}": v * forward_flops(cfg) / H100_FLOPS for k, v in units.items()}
     chunks = -(-cfg.n_kernel // 16)
@@ -424,6 +320,7 @@ def h100_seconds(cfg) -> dict[str, float]:
 
 
 def estimate_text(cfg) -> str:
+    from ntkbook.costs import forward_flops, forward_units
     seconds = h100_seconds(cfg)
     units = forward_units(cfg)
     lines = [(f"{cfg.profile}: F = {forward_flops(cfg) / 1e6:.1f} MFLOP per image forward, "

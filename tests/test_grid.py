@@ -67,6 +67,20 @@ def test_two_local_workers_give_the_results_of_a_sequential_run(tmp_path):
     assert "0 of" in again.communicate(timeout=120)[0]  # nothing left to submit
 
 
+def test_long_lived_workers_give_the_results_of_a_sequential_run(tmp_path, capsys):
+    """What ``ntkbook build --jobs-first`` runs: two worker processes taking jobs in turn."""
+    from ntkbook import grid
+    path = profile_file(tmp_path)
+    cfg = config.load_profile(path)
+    sequential = Store(tmp_path / "sequential")
+    for job in jobs.plan(cfg):
+        jobs.run(cfg, sequential, job)
+    workers = Store(tmp_path / "workers")
+    assert grid.run_in_workers(cfg, str(path), workers, workers=2) == 0
+    assert f"{len(jobs.plan(cfg))} jobs succeeded, 0 failed" in capsys.readouterr().out
+    assert payloads(workers) == payloads(sequential)
+
+
 def test_two_workers_racing_on_one_stage1_job_leave_one_valid_result(tmp_path):
     path = profile_file(tmp_path, stage1_epochs=6)
     cache = tmp_path / "cache"
@@ -148,3 +162,13 @@ def test_the_grid_on_a_real_single_node_slurm(tmp_path, slurm):
         assert "failed:" not in report, report
         time.sleep(3)
     assert status.returncode == 0, report
+
+
+def test_a_failed_job_stops_a_jobs_first_build_before_its_pages(monkeypatch):
+    from ntkbook import book, grid
+    calls = []
+    monkeypatch.setattr(grid, "run_in_workers",
+                        lambda cfg, profile, store, workers: calls.append(workers) or 1)
+    with pytest.raises(book.BookError, match="failed"):
+        book.run_jobs_first(config.load_profile("smoke"), "smoke", 2)
+    assert calls == [2]

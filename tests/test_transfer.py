@@ -57,3 +57,20 @@ def test_relative_magnitude_is_zero_at_the_start_of_stage_2_and_grows(tiny, stor
     assert experiment.relative_magnitude(untrained, store, start) == 0.0
     trained = experiment.stage2_network(tiny, 0, "benign", 1, "linearized", store)
     assert experiment.relative_magnitude(tiny, store, trained) > 1e-4
+
+
+def test_a_transfer_also_evaluates_its_source_from_the_same_examples(tiny, store, tmp_path):
+    """One PGD pass serves the transfer and the source's own evaluation: the evaluation it
+    saves is byte for byte the one computed on its own."""
+    from ntkbook.store import Store, read_entry
+    source = experiment.stage1_network(tiny, 0, "benign", 1, store)
+    target = experiment.stage1_network(tiny, 0, "benign", tiny.stage1_epochs, store)
+    spec = experiment._evaluation_spec(tiny, source)
+    assert not store.exists(spec)
+    experiment.transfer_accuracy(tiny, store, source, target)
+    assert store.exists(spec)
+    alone = Store(tmp_path / "alone")
+    expected = experiment.evaluation_masks(tiny, alone, source)
+    for kind, mask in experiment.evaluation_masks(tiny, store, source).items():
+        np.testing.assert_array_equal(mask, expected[kind])
+    assert read_entry(store.path(spec))[1] == read_entry(alone.path(spec))[1]
