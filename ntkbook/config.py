@@ -129,8 +129,12 @@ class Profile:
 
 
 def parameter_fields() -> list[dataclasses.Field]:
-    """The fields a profile file must set (everything but bookkeeping)."""
+    """The fields a profile file sets (everything but bookkeeping)."""
     return [f for f in dataclasses.fields(Profile) if f.name != "overridden"]
+
+
+# keys a profile file may leave out, and the key whose value they then take
+DEFAULTS = {"checklist_images": "audit_images"}  # the checklist on every audited image
 
 
 _FIELD_TYPES = get_type_hints(Profile)
@@ -239,6 +243,9 @@ def from_mapping(values: Mapping[str, Any], *, base: Profile | None = None) -> P
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ProfileError(f"unknown parameter '{key}'{hint}; known parameters: "
                                f"{', '.join(sorted(known))}")
+    if base is None:
+        values = {**{key: values[source] for key, source in DEFAULTS.items()
+                     if key not in values and source in values}, **values}
     coerced = {key: _coerce(key, value) for key, value in values.items()}
     if base is None:
         missing = sorted(known - set(coerced))

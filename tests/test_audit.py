@@ -64,3 +64,12 @@ def test_checklist_images_must_fit_the_audit():
         config.load_profile("smoke", **{**TINY, "checklist_images": 30})
     with pytest.raises(config.ProfileError, match="checklist_images"):
         config.load_profile("smoke", **{**TINY, "checklist_images": 15})
+
+
+def test_a_profile_file_without_checklist_images_checks_every_audited_image(tmp_path):
+    import yaml
+    values = config.load_profile("smoke").as_dict()
+    del values["checklist_images"]
+    path = tmp_path / "older.yaml"
+    path.write_text(yaml.safe_dump(values))
+    assert config.load_profile(path).checklist_images == values["audit_images"]
