@@ -133,7 +133,8 @@ def parameter_fields() -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(Profile) if f.name != "overridden"]
 
 
-# keys a profile file may leave out, and the key whose value they then take
+# keys a profile file may leave out, and the key whose value they then take (also when that
+# key is overridden and they had its value)
 DEFAULTS = {"checklist_images": "audit_images"}  # the checklist on every audited image
 
 
@@ -243,9 +244,9 @@ def from_mapping(values: Mapping[str, Any], *, base: Profile | None = None) -> P
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ProfileError(f"unknown parameter '{key}'{hint}; known parameters: "
                                f"{', '.join(sorted(known))}")
-    if base is None:
-        values = {**{key: values[source] for key, source in DEFAULTS.items()
-                     if key not in values and source in values}, **values}
+    values = {**{key: values[source] for key, source in DEFAULTS.items()
+                 if key not in values and source in values
+                 and (base is None or getattr(base, key) == getattr(base, source))}, **values}
     coerced = {key: _coerce(key, value) for key, value in values.items()}
     if base is None:
         missing = sorted(known - set(coerced))

@@ -17,8 +17,7 @@ if "NTKBOOK_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
 TINY = dict(width=4, n_train=100, n_test=50, n_kernel=20, batch_size=25, eval_batch_size=50,
             seeds=[0], stage1_epochs=3, flip_epoch=1, fractional_epochs=[0.5],
             train_pgd_steps=2, eval_pgd_steps=3, spawn_epochs=[0, 1, 3], stage2_epochs=1,
-            audit_images=20, audit_steps=3, audit_restarts=2, audit_targets=2, audit_queries=20,
-            checklist_images=20)
+            audit_images=20, audit_steps=3, audit_restarts=2, audit_targets=2, audit_queries=20)
 
 
 @pytest.fixture

@@ -73,3 +73,11 @@ def test_a_profile_file_without_checklist_images_checks_every_audited_image(tmp_
     path = tmp_path / "older.yaml"
     path.write_text(yaml.safe_dump(values))
     assert config.load_profile(path).checklist_images == values["audit_images"]
+
+
+def test_overriding_audit_images_moves_a_checklist_that_covered_them_all():
+    assert config.load_profile("smoke", **{**TINY, "audit_images": 40}).checklist_images == 40
+    kept = config.load_profile("smoke", **{**TINY, "checklist_images": 10, "audit_images": 40})
+    assert kept.checklist_images == 10
+    decisive = config.load_profile("cpu-decisive", audit_images=300)
+    assert decisive.checklist_images == 100  # it had its own: kept
