@@ -323,6 +323,9 @@ def build(profile: str = "smoke", output: Path | None = None, only: list[str] | 
     cfg = config.load_profile(profile)
     if jobs is not None and jobs < 1:
         raise BookError(f"jobs must be at least 1, got {jobs}")
+    if jobs_first and (only or from_results):
+        raise BookError("--jobs-first computes the work of every page: it goes with a whole "
+                        "build, not with --only or --from-results")
     if from_results:
         return build_from_results(cfg, output)
     data.dataset_folder(cfg.dataset)  # fail now, before any compute, if the data is missing

@@ -172,3 +172,10 @@ def test_a_failed_job_stops_a_jobs_first_build_before_its_pages(monkeypatch):
     with pytest.raises(book.BookError, match="failed"):
         book.run_jobs_first(config.load_profile("smoke"), "smoke", 2)
     assert calls == [2]
+
+
+@pytest.mark.parametrize("other", [{"only": ["protocol"]}, {"from_results": True}])
+def test_jobs_first_goes_with_a_whole_build_only(other):
+    from ntkbook import book
+    with pytest.raises(book.BookError, match="jobs-first"):
+        book.build("smoke", jobs_first=True, **other)
