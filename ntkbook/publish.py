@@ -137,7 +137,9 @@ def readme(run: dict[str, Any], stale: list[str]) -> str:
             ("machine", f"{machine['cpu']}, {machine['cores']} cores, "
                         f"{', '.join(machine['gpus']) or 'no GPU'}"),
             ("versions", ", ".join(f"{k} {v}" for k, v in run["versions"].items())),
-            ("wall time", f"{run['total_wall_seconds'] / 60:.1f} min: " + ", ".join(
+            ("wall time", f"{run['total_wall_seconds'] / 60:.1f} min: " + (
+                f"{run['method']}: jobs {run['jobs_seconds']:.0f} s, then "
+                if "jobs_seconds" in run else "") + ", ".join(
                 f"{name} {seconds:.0f} s" for name, seconds in run["wall_seconds"].items())),
             ("headline (%)", ", ".join(f"{k} {v:.2f}" for k, v in run["headline"].items())),
         ]),
