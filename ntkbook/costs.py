@@ -95,11 +95,9 @@ def forward_units(cfg: Profile, survivors: float = 1.0) -> dict[str, float]:
                     units["transfers"] += cfg.n_test  # the target's forward
                     if dynamics == "linearized":  # relative magnitude
                         units["transfers"] += cfg.n_test * (STAGE2_FACTOR + 1)
-        worst |= set(tables.table_networks(cfg, seed))
+        worst |= set(robustness.worst_case_networks(cfg, seed))
         if robustness.audit_applies(cfg):
-            audited = robustness.audited_networks(cfg, seed).values()
-            worst |= {nid for nid, _ in audited}
-            for nid, source in audited:  # the checklist: each attack alone, transfer, sweeps
+            for nid, source in robustness.audited_networks(cfg, seed).values():  # the checklist: each attack alone, transfer, sweeps
                 attacks = 2 * k_eval * (1 + len(robustness.EPS_MULTIPLIERS)) + 2 * sum(
                     k_eval * s for s in robustness.STEP_MULTIPLIERS[1:]) + 2 * k_eval * m(
                     source) / m(nid)

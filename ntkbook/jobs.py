@@ -3,7 +3,8 @@
 Four kinds, each computing (or finding in the cache) everything the book needs of it:
 
 - ``stage1`` (seed, mode): stage-1 training; clean and PGD accuracy at the spawn epochs and
-  the end; section 5 transfers of the stage-1 networks; worst case of its Table 1-2 networks;
+  the end; section 5 transfers of the stage-1 networks; worst case of its Table 2 and
+  audited networks;
 - ``kernels`` (seed, mode): the section 3 kernels of every checkpoint; the section 8
   eigenvector images (first seed);
 - ``stage2`` (one network): stage-2 training and evaluation; its section 4-5 numbers (first
@@ -168,7 +169,8 @@ def _stage1(cfg: Profile, store: Store, job: Job) -> list[str]:
     lines = [_accuracy_line(f"{mode} seed {seed} epoch {e:g}",
                             experiment.evaluate_stage1(cfg, seed, mode, e, store))
              for e in sorted(epochs)]
-    ids = [n for n in tables.table_networks(cfg, seed) if n.stage == 1 and n.mode == mode]
+    ids = [n for n in robustness.worst_case_networks(cfg, seed)
+           if n.stage == 1 and n.mode == mode]
     return lines + _worst_cases(cfg, store, ids)
 
 
@@ -197,7 +199,7 @@ def _stage2(cfg: Profile, store: Store, job: Job) -> list[str]:
         if "adversarial" in cfg.modes else []
     if nid in table1:
         kernel_study.trace_kernel(cfg, store, net)
-    if nid in {_normalised(cfg, n) for n in tables.table_networks(cfg, nid.seed)}:
+    if nid in {_normalised(cfg, n) for n in robustness.worst_case_networks(cfg, nid.seed)}:
         lines += _worst_cases(cfg, store, [nid])
     return lines
 

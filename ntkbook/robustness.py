@@ -416,6 +416,15 @@ def audited_networks(cfg: Profile, seed: int) -> dict[str, tuple[NetworkId, Netw
             for label, nid in networks.items()}
 
 
+def worst_case_networks(cfg: Profile, seed: int) -> list[NetworkId]:
+    """The networks whose robust accuracy the book measures by the worst case: Table 2's
+    and the audited ones (the others, Table 1's among them, by PGD)."""
+    from ntkbook import tables
+    audited = [nid for nid, _ in audited_networks(cfg, seed).values()] \
+        if audit_applies(cfg) else []
+    return list(dict.fromkeys(tables.table2_networks(cfg, seed) + audited))
+
+
 def pgd_controls(cfg: Profile, seed: int) -> list[NetworkId]:
     """Networks the claims compare with audited ones under PGD on the audited images (the
     final linearized models and the final benign network), for the grid's audit job."""
