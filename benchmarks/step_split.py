@@ -10,12 +10,12 @@ Medians of compiled calls, BatchNorm in train mode; results in RESULTS.md (issue
 from __future__ import annotations
 
 import argparse
-import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+from throughput import seconds_per_call
 
 
 def patches_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -54,13 +54,7 @@ class Net(nn.Module):
 
 
 def median_ms(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * sorted(times)[len(times) // 2]
+    return 1e3 * seconds_per_call(fn, *args, repeats=repeats)
 
 
 def split(net: Net, x: jax.Array, repeats: int) -> tuple[float, float, float]:
