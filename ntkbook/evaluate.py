@@ -66,20 +66,24 @@ def evaluate_transfer(source_forward: Forward, source_variables: Variables,
     x_adv = adversarial_examples(source_forward, source_variables, images, labels, attack,
                                  batch_size=batch_size, seed=seed)
     if source_masks is not None:
-        source_masks["clean"] = predict(source_forward, source_variables, images,
-                                        batch_size) == labels
-        source_masks["robust"] = predict(source_forward, source_variables, x_adv,
-                                         batch_size) == labels
+        source_masks.update(_own_masks(source_forward, source_variables, images, x_adv, labels,
+                                       batch_size))
     return predict(target_forward, target_variables, x_adv, batch_size) == labels
+
+
+def _own_masks(forward: Forward, variables: Variables, images: np.ndarray, x_adv: np.ndarray,
+               labels: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    return {"clean": predict(forward, variables, images, batch_size) == labels,
+            "robust": predict(forward, variables, x_adv, batch_size) == labels}
 
 
 def evaluate(forward: Forward, variables: Variables, images: np.ndarray, labels: np.ndarray,
              attack: AttackSettings, *, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Per-image correctness ``{'clean': mask, 'robust': mask under PGD}`` (booleans), so
     that comparisons can be paired by image (:mod:`ntkbook.stats`)."""
-    return {"clean": predict(forward, variables, images, batch_size) == labels,
-            "robust": evaluate_transfer(forward, variables, forward, variables, images, labels,
-                                        attack, batch_size=batch_size, seed=seed)}
+    x_adv = adversarial_examples(forward, variables, images, labels, attack,
+                                 batch_size=batch_size, seed=seed)
+    return _own_masks(forward, variables, images, x_adv, labels, batch_size)
 
 
 def tau(benign: float, transferred: float, own: float) -> float:
