@@ -18,8 +18,12 @@ $(INSTALLED): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-book: $(SETUP)  ## execute every notebook under $(PROFILE) and render the HTML book
-	$(PYTHON) -m ntkbook build --profile $(PROFILE)
+# smoke's companion settings (CIFAR-100, eps = 8/255) are built first and shown beside it; a
+# longer profile's are not (hours): build or publish them on their own (README, settings)
+SETTINGS ?= $(if $(filter smoke,$(PROFILE)),--all-settings,)
+
+book: $(SETUP)  ## execute every notebook under $(PROFILE) (smoke: and its settings) and render the HTML book
+	$(PYTHON) -m ntkbook build --profile $(PROFILE) $(SETTINGS)
 
 test: $(SETUP)  ## the tests, the end-to-end smoke book build among them; two test files at a time
 	$(PYTHON) -m pytest -q -rs -n 2 --dist loadfile --durations=15

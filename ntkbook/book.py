@@ -29,7 +29,7 @@ import papermill
 import yaml
 from jupyter_client.manager import AsyncKernelManager
 
-from ntkbook import config, data, grid, provenance
+from ntkbook import companions, config, data, grid, provenance, settings
 from ntkbook.store import Store
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ def execute_pages(documents: list[str], staging: Path, profile: str,
 
 def build(profile: str = "smoke", output: Path | None = None, only: list[str] | None = None,
           from_results: bool = False, jobs: int | None = None, force: bool = False,
-          jobs_first: bool = False) -> Path:
+          jobs_first: bool = False, all_settings: bool = False) -> Path:
     """Execute the book's notebooks under ``profile`` and render HTML; return the HTML folder.
 
     A page whose executed copy was made from the same source, profile file, ntkbook code and
@@ -319,6 +319,10 @@ def build(profile: str = "smoke", output: Path | None = None, only: list[str] | 
     independent jobs (``ntkbook plan``) in that many worker processes, so that both cores
     stay busy while the pages, executed after, read the cache. ``from_results`` renders the
     published run of the profile instead, executing nothing.
+
+    A profile executes the pages of its setting (:mod:`ntkbook.settings`); a main-setting
+    profile's book also shows its companion settings (:mod:`ntkbook.companions`), from their
+    builds beside ``output`` or their published runs; ``all_settings`` builds those first.
     """
     cfg = config.load_profile(profile)
     if jobs is not None and jobs < 1:
@@ -326,6 +330,10 @@ def build(profile: str = "smoke", output: Path | None = None, only: list[str] | 
     if jobs_first and (only or from_results):
         raise BookError("--jobs-first computes the work of every page: it goes with a whole "
                         "build, not with --only or --from-results")
+    if all_settings and (only or from_results):
+        raise BookError("--all-settings builds every setting's whole book: it goes with "
+                        "neither --only nor --from-results (which shows every published "
+                        "setting anyway)")
     if from_results:
         return build_from_results(cfg, output)
     data.dataset_folder(cfg.dataset)  # fail now, before any compute, if the data is missing
@@ -334,17 +342,25 @@ def build(profile: str = "smoke", output: Path | None = None, only: list[str] | 
         log.warning(warning)  # hours of work where minutes were expected: say so, go on
     Store()  # and if the cache folder cannot be written
     output = Path(output or ROOT / "_build" / cfg.profile)
+    if all_settings:
+        for name in settings.companions(profile).values():
+            log.info("building the companion setting %s first", name)
+            build(name, output=output.parent / name, jobs=jobs, force=force,
+                  jobs_first=jobs_first)
     staging = output / "source"
     began = time.time()
     stage_sources(cfg, staging, origin=f"executed by `ntkbook build` on "
                                        f"{time.strftime('%Y-%m-%d')}")
-    keys = {d: page_key(d, profile, cfg.dataset) for d in notebooks()}
-    asked = [d for d in notebooks() if not only or any(name in d for name in only)]
+    pages = settings.pages(cfg, notebooks())
+    keys = {d: page_key(d, profile, cfg.dataset) for d in pages}
+    asked = [d for d in pages if not only or any(name in d for name in only)]
     todo = [d for d in asked
             if force or executed_key(staging / f"{d}.ipynb") != keys[d]]
     for document in notebooks():
         target = staging / f"{document}.ipynb"
-        if document not in asked and not target.is_file():
+        if document not in pages:
+            nbformat.write(not_in_setting(ROOT / f"{document}.ipynb", cfg), target)
+        elif document not in asked and not target.is_file():
             shutil.copy(ROOT / f"{document}.ipynb", target)  # shown without outputs
     previous = _previous_record(output)
     reused = [Path(d).name for d in asked if d not in todo]
@@ -355,11 +371,12 @@ def build(profile: str = "smoke", output: Path | None = None, only: list[str] | 
     seconds = execute_pages(todo, staging, profile, workers, keys)
     seconds = {Path(d).name: seconds.get(Path(d).name,
                                          previous.get("wall_seconds", {}).get(Path(d).name))
-               for d in notebooks() if Path(d).name in seconds or Path(d).name in reused}
+               for d in pages if Path(d).name in seconds or Path(d).name in reused}
     record = provenance.record(cfg, profile, began, seconds,
                                {Path(d).name: file_sha256(ROOT / f"{d}.ipynb")
-                                for d in notebooks()}, complete=not only)
-    record.update(reused=reused, code_sha256=code_sha256())
+                                for d in pages}, complete=not only)
+    record.update(reused=reused, code_sha256=code_sha256(),
+                  companions=companions.compose(staging, profile, builds=output.parent))
     if jobs_seconds is not None:
         record.update(jobs_seconds=jobs_seconds, method=f"the profile's jobs first ({workers} "
                       f"worker processes), then the pages {workers} at a time")
@@ -404,16 +421,41 @@ def build_from_results(cfg: config.Profile, output: Path | None = None) -> Path:
     output = Path(output or ROOT / "_build" / f"{cfg.profile}-results")
     staging = output / "source"
     stage_sources(cfg, staging, origin=provenance.describe(run))
+    pages = settings.pages(cfg, notebooks())
     for document in notebooks():
         executed = published / f"{Path(document).name}.ipynb"
-        if executed.is_file():
+        if document not in pages:
+            nbformat.write(not_in_setting(ROOT / f"{document}.ipynb", cfg),
+                           staging / f"{document}.ipynb")
+        elif executed.is_file():
             shutil.copy(executed, staging / f"{document}.ipynb")
         else:
             log.warning("book/%s.ipynb is newer than the published run: shown as a note",
                         Path(document).name)
             nbformat.write(not_in_run(ROOT / f"{document}.ipynb", cfg.profile),
                            staging / f"{document}.ipynb")
+    for name, origin in companions.compose(staging, cfg.profile, builds=None).items():
+        log.info("%s: %s", name, origin)
     return _render(staging, output)
+
+
+def not_in_setting(source: Path, cfg: config.Profile) -> nbformat.NotebookNode:
+    """A page the profile's setting does not execute: its title and a note on which
+    setting does (a main-setting book shows its companions' pages instead where they exist:
+    :mod:`ntkbook.companions`)."""
+    notebook = nbformat.read(source, as_version=4)
+    title = notebook.cells[0].source.splitlines()[0]
+    owner = next((s for s in settings.COMPANIONS if source.stem in s.own), None)
+    if owner is not None:
+        note = (f"This page is the {owner.title} setting's. Profile `{cfg.label}` has no "
+                f"companion for it (a file `parameters/{cfg.profile}-{owner.name}.yaml` with "
+                f"dataset {owner.dataset} and eps_255 {owner.eps_255:g}): build one to show it.")
+    else:
+        note = (f"Profile `{cfg.label}` is the book's {settings.of(cfg).title} setting; this "
+                f"page is the main setting's (CIFAR-10, eps = 4/255), whose book shows the "
+                f"other settings beside its own pages.")
+    notebook.cells = [nbformat.v4.new_markdown_cell(f"{title}\n\n{note}")]
+    return notebook
 
 
 def not_in_run(source: Path, profile: str) -> nbformat.NotebookNode:

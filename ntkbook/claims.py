@@ -12,18 +12,21 @@ strongest attack measured for both networks (the audit's worst case where it exi
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
-from ntkbook import paper, report, stats
+from ntkbook import kernel_study, paper, radius, report, settings, stats
 from ntkbook.config import MODEL_NAMES, Profile
 from ntkbook.evidence import CLEAN, PGD, PGD_AUDITED, WORST, Net, Sources, accuracy, describe
 from ntkbook.experiment import NetworkId
 from ntkbook.kernel_study import across_seeds
 from ntkbook.store import Store
 
+BOOK = Path(__file__).resolve().parents[1] / "book"
 LEARNED_OVER_CHANCE = 2.0  # a model "learned" if its mean clean accuracy is >= 2x chance
 TAU_NEGLIGIBLE = 0.1  # "barely transfers": tau below this
 CONVERGED_FRACTION = 0.25  # "close to the final kernel": a quarter of its initial distance
@@ -75,6 +78,18 @@ class Claim:
     unit: str
     measure: Callable[[Sources], list[Comparison]]
     applies: Callable[[Profile], bool] = lambda cfg: True
+    # the paper's numbers in its other settings ({setting name: text}: "cifar100", "eps8")
+    paper_elsewhere: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def paper_for(self, cfg: Profile) -> str:
+        """What the paper reports in the profile's setting."""
+        setting = settings.of(cfg)
+        if setting == settings.MAIN:
+            return self.paper
+        if "no number" in self.paper:  # a trend the paper's figures show in every setting
+            return self.paper_elsewhere.get(setting.name, self.paper)
+        return self.paper_elsewhere.get(setting.name, f"{self.paper} at CIFAR-10, eps = 4/255 "
+                                                      f"(not reported for {setting.title})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +101,7 @@ class Result:
     deciding: Comparison
     interval: stats.Interval
     ours: str
+    paper: str = ""  # the paper's numbers in the setting decided (default: the claim's)
 
     @property
     def reason(self) -> str | None:
@@ -102,7 +118,7 @@ class Result:
         per_seed = {side: _per_seed(values) for side, values in
                     (("a", self.deciding.a), ("b", self.deciding.b)) if values is not None}
         return {"key": c.key, "page": c.page, "section": c.section, "claim": c.statement,
-                "ours": self.ours, "paper": c.paper, "verdict": self.verdict,
+                "ours": self.ours, "paper": self.paper or c.paper, "verdict": self.verdict,
                 "estimate": _finite(i.estimate), "low": _finite(i.low), "high": _finite(i.high),
                 "unit": c.unit, "n_seeds": i.n_seeds, "n_images": i.n_images,
                 "method": i.method, "test": c.test, "attack": self.deciding.attack,
@@ -224,15 +240,10 @@ def _adversarial_buys_robustness(src: Sources) -> list[Comparison]:
 
 # --- section 3: kernels ---------------------------------------------------------------------
 
-def _early_index(cfg: Profile) -> int:
-    epochs = list(cfg.checkpoint_epochs)
-    return min(range(len(epochs)), key=lambda i: abs(epochs[i] - 0.3 * cfg.stage1_epochs))
-
-
 def _converges_early(mode: str) -> Callable[[Sources], list[Comparison]]:
     def measure(src: Sources) -> list[Comparison]:
         d = src.kernel_statistics()[mode]["distance_to_final"]
-        early = _early_index(src.cfg)
+        early = kernel_study.early_index(src.cfg)
         return [Comparison(d[:, early], CONVERGED_FRACTION * d[:, 0], "less",
                            f"{describe(d[:, early], 4)} at epoch "
                            f"{src.cfg.checkpoint_epochs[early]:g} vs a quarter of "
@@ -508,6 +519,30 @@ def _initial_kernel_fails(src: Sources) -> list[Comparison]:
 
 # --- the registry ------------------------------------------------------------------------------
 
+# --- section 9: eps = 8/255 against eps = 4/255 ---------------------------------------------
+
+def _larger_radius(cfg: Profile) -> bool:
+    return settings.of(cfg) == settings.EPS8 and _has("benign", "adversarial")(cfg)
+
+
+def _kernel_gap_grows(src: Sources) -> list[Comparison]:
+    at4, at8 = src.by_radius("kernel_gap").values()
+    return [paired(at8, at4, "greater")]
+
+
+def _adversarial_kernel_converges_slower(src: Sources) -> list[Comparison]:
+    at4, at8 = src.by_radius("adversarial_convergence").values()
+    return [paired(at8, at4, "greater", 3)]
+
+
+def _robust_overfitting(src: Sources) -> list[Comparison]:
+    cfg = src.cfg
+    return [compare_accuracy(src, Net("adversarial", radius.overfitting_epoch(cfg)),
+                             Net("adversarial", _end(cfg)), "greater", attack=PGD,
+                             names=("adversarial training at mid-training",
+                                    "adversarial training at the end"), must_learn=(1,))]
+
+
 def _per_mode(modes: Sequence[str], make: Callable[[str], Claim]) -> list[Claim]:
     return [make(mode) for mode in modes]
 
@@ -580,7 +615,9 @@ REGISTRY: list[Claim] = [
           f"{WORST_TEXT} of the centered model minus the adversarially trained network's, "
           f"{PAIRED_IMAGES}; both must have learned",
           "points", _centered_beats_standard(_end, "centered_final_adversarial_robust"),
-          _has("adversarial")),
+          _has("adversarial"),
+          paper_elsewhere={"cifar100": "27.35 vs 24.42 (PGD-100)",
+                           "eps8": "49.15 vs 35.80 (PGD-100)"}),
     Claim("centered_costs_clean_accuracy", "linearized_training", "§4, Fig. 2 caption; Table 2",
           "centered training's robustness gain comes at some cost in clean accuracy",
           "79.65 vs 81.58 clean",
@@ -601,7 +638,8 @@ REGISTRY: list[Claim] = [
           f"{WORST_TEXT} of the centered model minus the benign network's PGD accuracy on the "
           f"same images (a weaker attack on the control, so conservative; it can hold or be "
           f"inconclusive, never fail), {PAIRED_IMAGES}; both must have learned", "points",
-          _benign_centered_beats_standard, _has("benign")),
+          _benign_centered_beats_standard, _has("benign"),
+          paper_elsewhere={"cifar100": "14.16 vs about 0", "eps8": "32.29 vs about 0"}),
     Claim("early_adversarial_kernel_centered_beats_adversarial_training",
           "linearized_training", "§4, Fig. 2b",
           "centered training on the early adversarial kernel (the paper: epoch 10) is more "
@@ -625,7 +663,9 @@ REGISTRY: list[Claim] = [
           f"{WORST_TEXT} of centered training on the final benign kernel minus on the initial "
           f"kernel, {PAIRED_IMAGES}; both models must have learned (clean accuracy >= "
           f"{LEARNED_OVER_CHANCE:g}x chance)", "points", _benign_kernel_gains_robustness,
-          _has("benign")),
+          _has("benign"),
+          paper_elsewhere={"cifar100": "14.16 at t = 100 (t = 0: Fig. 2, no number)",
+                           "eps8": "32.29 at t = 100 (t = 0: Fig. 5, no number)"}),
     *_per_mode(("benign", "adversarial"), lambda mode: Claim(
         f"{mode}_relative_magnitude_peaks", "linearized_training", "§4, Fig. 2c",
         f"{mode}: the first-order term of linearized training peaks at an early spawn epoch "
@@ -693,17 +733,49 @@ REGISTRY: list[Claim] = [
           "10.46 clean (chance: 10)",
           f"clean accuracy of adversarial centered training on K_0; holds if the interval is "
           f"below {LEARNED_OVER_CHANCE:g}x chance", "%", _initial_kernel_fails, _has("benign")),
+    Claim("larger_radius_widens_kernel_gap", settings.SECTION9, "§9, Fig. 5 vs Fig. 1",
+          "at eps = 8/255 the benign and adversarial kernels are slightly further apart than "
+          "at eps = 4/255", "slightly larger (no number)",
+          "distance between the final benign and final adversarial kernels at eps 8 minus at "
+          "eps 4 (the same benign run: it does not depend on eps), paired by seed; holds if "
+          "the interval is above 0", "S", _kernel_gap_grows, _larger_radius),
+    Claim("larger_radius_slows_adversarial_kernel", settings.SECTION9, "§9, Fig. 5 vs Fig. 1",
+          "at eps = 8/255 the adversarial kernel takes longer to converge",
+          "longer (no number)",
+          "the adversarial kernel's distance to its final kernel at the checkpoint nearest 30 % "
+          "of stage 1, as a fraction of that distance at epoch 0, at eps 8 minus at eps 4, "
+          "paired by seed; holds if the interval is above 0", "ratio",
+          _adversarial_kernel_converges_slower, _larger_radius),
+    Claim("robust_overfitting", settings.SECTION9, "§9",
+          "robust overfitting: adversarial training's best robust accuracy comes earlier than "
+          "the end of training", "observed (no number)",
+          "PGD accuracy of adversarial training at the middle of stage 1 (the checkpoint "
+          "fixed in advance: half its epochs, rounded down) minus at the end, "
+          f"{PAIRED_IMAGES}; holds if the interval is above 0; the final network must have "
+          "learned", "points", _robust_overfitting,
+          lambda cfg: _larger_radius(cfg) and 0 < radius.overfitting_epoch(cfg)
+          < cfg.stage1_epochs),
 ]
 
 
 def for_page(cfg: Profile, page: str | None = None) -> list[Claim]:
-    """The registry's claims that apply to the profile (on ``page``, or all)."""
-    return [c for c in REGISTRY if (page is None or c.page == page) and c.applies(cfg)]
+    """The registry's claims that apply to the profile (on ``page``, or all of its
+    setting's: :func:`ntkbook.settings.shows`)."""
+    return [c for c in REGISTRY if (c.page == page if page else settings.shows(cfg, c.page))
+            and c.applies(cfg)]
 
 
 def evaluate(sources: Sources, page: str | None = None) -> list[Result]:
     """Every applicable claim (of ``page``, or all) decided on ``sources``."""
-    return [decide(claim, claim.measure(sources)) for claim in for_page(sources.cfg, page)]
+    return [dataclasses.replace(decide(claim, claim.measure(sources)),
+                                paper=claim.paper_for(sources.cfg))
+            for claim in for_page(sources.cfg, page)]
+
+
+def page_title(page: str) -> str:
+    """The title of ``book/<page>.ipynb`` (its first line, without the ``#``)."""
+    cells = json.loads((BOOK / f"{page}.ipynb").read_text())["cells"]
+    return "".join(cells[0]["source"]).splitlines()[0].lstrip("# ")
 
 
 def show(cfg: Profile, store: Store, page: str) -> report.ClaimsTable:

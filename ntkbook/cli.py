@@ -58,6 +58,19 @@ def _add_profile(parser: argparse.ArgumentParser, default: str | None = None) ->
                              + (f" (default: {default})" if default else ""))
 
 
+def _add_all_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--all-settings", action="store_true",
+                        help="also the profile's companion settings (parameters/<profile>-"
+                             "cifar100.yaml, <profile>-eps8.yaml: the CIFAR-100 rows and "
+                             "section 9), each with its own jobs")
+
+
+def with_settings(profile: str, all_settings: bool) -> list[str]:
+    """``profile``, and its companion settings' profiles when ``all_settings``."""
+    from ntkbook import settings
+    return [profile] + (list(settings.companions(profile).values()) if all_settings else [])
+
+
 def _add_job_commands(commands) -> None:
     for name, text in JOB_COMMANDS.items():
         sub = commands.add_parser(name, help=text, description=text)
@@ -99,6 +112,11 @@ def parser() -> argparse.ArgumentParser:
                        help="first compute the profile's independent jobs (ntkbook plan) in N "
                             "worker processes (--jobs), then execute the pages from the cache: "
                             "both cores busy for long profiles such as cpu")
+    build.add_argument("--all-settings", action="store_true",
+                       help="first build the profile's companion settings (parameters/"
+                            "<profile>-cifar100.yaml, <profile>-eps8.yaml: the CIFAR-100 rows "
+                            "and section 9), which its book shows beside its own pages (it "
+                            "shows those already built or published without this)")
     build.add_argument("--from-results", action="store_true",
                        help="render the published notebooks of results/<profile>/ instead "
                             "of executing anything")
@@ -110,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
                                            "in an order that respects their dependencies.")
     plan.set_defaults(run=_plan)
     _add_profile(plan)
+    _add_all_settings(plan)
     plan.add_argument("--estimate", type=float, metavar="GFLOPS",
                       help="instead, print the profile's work per part (ntkbook.costs) and "
                            "its time at this many useful GFLOP/s (measure yours: "
@@ -119,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
                            "book's PGD, so that the worst case's later attacks run on them "
                            "(default 1: the conservative count)")
     _add_job_commands(commands)
-    grid.add_commands(commands, _add_profile)
+    grid.add_commands(commands, _add_profile, _add_all_settings)
     housekeeping.add_commands(commands)
     publish = commands.add_parser("publish", help="publish an executed build under results/",
                                   description="Copy the executed notebooks of the last build "
@@ -133,20 +152,22 @@ def parser() -> argparse.ArgumentParser:
 def _build(args: argparse.Namespace) -> int:
     from ntkbook import book
     html = book.build(args.profile, only=args.only, from_results=args.from_results,
-                      jobs=args.jobs, force=args.force, jobs_first=args.jobs_first)
+                      jobs=args.jobs, force=args.force, jobs_first=args.jobs_first,
+                      all_settings=args.all_settings)
     print(f"open {html / 'index.html'}")
     return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
     from ntkbook import costs, jobs
-    cfg = load_profile(args.profile)
-    if args.estimate is not None:
-        if args.estimate <= 0 or not 0 <= args.survivors <= 1:
-            raise SystemExit("ntkbook plan: --estimate must be > 0 and --survivors in [0, 1]")
-        print(costs.estimate(cfg, args.estimate, args.survivors))
-        return 0
-    print("\n".join(f"ntkbook {' '.join(job.argv(args.profile))}" for job in jobs.plan(cfg)))
+    if args.estimate is not None and (args.estimate <= 0 or not 0 <= args.survivors <= 1):
+        raise SystemExit("ntkbook plan: --estimate must be > 0 and --survivors in [0, 1]")
+    for profile in with_settings(args.profile, args.all_settings):
+        cfg = load_profile(profile)
+        if args.estimate is not None:
+            print(costs.estimate(cfg, args.estimate, args.survivors))
+        else:
+            print("\n".join(f"ntkbook {' '.join(job.argv(profile))}" for job in jobs.plan(cfg)))
     return 0
 
 

@@ -9,7 +9,9 @@ image plus its Gram matrix; a transfer one forward of its target (the PGD pass i
 source's own evaluation, :func:`ntkbook.experiment.transfer_accuracy`). The worst case
 attacks every audited image with the book's PGD and a fraction ``survivors`` of them with the
 rest of the ensemble (AutoAttack's rule: later attacks see only the images still robust);
-``survivors=1`` is the conservative count. Time is work over a rate the caller measured.
+``survivors=1`` is the conservative count. At eps = 8/255 the adversarial runs and kernels at
+eps = 4/255 that section 9 compares with are counted too. Time is work over a rate the caller
+measured.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def ensemble_units(cfg: Profile, survivors: float = 1.0) -> float:
 
 def forward_units(cfg: Profile, survivors: float = 1.0) -> dict[str, float]:
     """Image forwards of every part of the book under ``cfg`` (:data:`PARTS`)."""
-    from ntkbook import jobs, kernel_study, robustness, sweeps, tables
+    from ntkbook import jobs, kernel_study, radius, robustness, settings, sweeps, tables
     from ntkbook.experiment import NetworkId
 
     k_train, k_eval = cfg.train_pgd_steps, cfg.eval_pgd_steps
@@ -68,7 +70,9 @@ def forward_units(cfg: Profile, survivors: float = 1.0) -> dict[str, float]:
 
     end = float(cfg.stage1_epochs)
     units = dict.fromkeys(PARTS, 0.0)
-    for mode in cfg.modes:
+    larger_radius = settings.of(cfg) == settings.EPS8 and "adversarial" in cfg.modes
+    trained = list(cfg.modes) + (["adversarial"] if larger_radius else [])  # + eps 4's
+    for mode in trained:
         adversarial_epochs = {"benign": 0, "adversarial": cfg.stage1_epochs,
                               "flip": cfg.stage1_epochs - cfg.flip_epoch}[mode]
         epochs = (cfg.stage1_epochs - adversarial_epochs) * 3 + adversarial_epochs * \
@@ -86,17 +90,20 @@ def forward_units(cfg: Profile, survivors: float = 1.0) -> dict[str, float]:
             epochs = set(cfg.spawn_epochs) | {end}
             if mode == "adversarial":
                 epochs.add(cfg.sgd_comparison_spawn_epoch)
+                if larger_radius:
+                    epochs.add(radius.overfitting_epoch(cfg))
             evaluated |= {NetworkId(seed, mode, float(e)) for e in epochs}
         evaluated |= set(second) | set(tables.table_networks(cfg, seed))
         for mode in sweeps.modes(cfg):  # section 5: every sweep network's examples on the final
             for t in cfg.spawn_epochs:
                 for dynamics in ("standard",) + sweeps.STAGE2_DYNAMICS:
                     evaluated.add(NetworkId(seed, mode, float(t), dynamics))
-                    units["transfers"] += cfg.n_test  # the target's forward
+                    if jobs.transfers(cfg, mode):
+                        units["transfers"] += cfg.n_test  # the target's forward
                     if dynamics == "linearized":  # relative magnitude
                         units["transfers"] += cfg.n_test * (STAGE2_FACTOR + 1)
         worst |= set(robustness.worst_case_networks(cfg, seed))
-        if robustness.audit_applies(cfg):
+        if jobs.audits(cfg):
             for nid, source in robustness.audited_networks(cfg, seed).values():  # the checklist: each attack alone, transfer, sweeps
                 attacks = 2 * k_eval * (1 + len(robustness.EPS_MULTIPLIERS)) + 2 * sum(
                     k_eval * s for s in robustness.STEP_MULTIPLIERS[1:]) + 2 * k_eval * m(
@@ -108,7 +115,7 @@ def forward_units(cfg: Profile, survivors: float = 1.0) -> dict[str, float]:
     units["worst cases"] = sum(cfg.audit_images * m(nid) * ensemble_units(cfg, survivors)
                                for nid in worst)
 
-    kerneled = [NetworkId(seed, mode, float(e)) for seed in cfg.seeds for mode in cfg.modes
+    kerneled = [NetworkId(seed, mode, float(e)) for seed in cfg.seeds for mode in trained
                 for e in cfg.checkpoint_epochs]
     if "adversarial" in cfg.modes:
         kerneled += [nid for seed in cfg.seeds
@@ -116,7 +123,7 @@ def forward_units(cfg: Profile, survivors: float = 1.0) -> dict[str, float]:
     per_image = 1 + 2 * cfg.num_classes
     gram = 2 * cfg.num_classes * cfg.n_kernel ** 2 * parameters(cfg) / forward_flops(cfg)
     units["kernels"] = sum(cfg.n_kernel * per_image * m(nid) + gram for nid in kerneled)
-    for _ in kernel_study.eigen_networks(cfg):
+    for _ in kernel_study.eigen_networks(cfg) if settings.shows(cfg, "ntk_eigenvectors") else []:
         units["eigen images"] += cfg.eigen_vectors * (
             3 * cfg.n_kernel + 2 * cfg.eigen_steps * EIGEN_STEP)
     return units

@@ -88,6 +88,13 @@ class Sources:
                 sweeps.relative_magnitude_by_spawn(self.cfg, self.store).items()}
 
     @functools.lru_cache(maxsize=None)
+    def by_radius(self, measure: str) -> dict[float, np.ndarray]:
+        """Section 9's per-seed ``measure`` of :mod:`ntkbook.radius` (``kernel_gap`` or
+        ``adversarial_convergence``): ``{eps_255: (seeds,)}``, eps 4 first."""
+        from ntkbook import radius  # it reads the main twin through this class
+        return getattr(radius, measure)(self.cfg, self.store)
+
+    @functools.lru_cache(maxsize=None)
     def kernel_distance(self, first: NetworkId, second: NetworkId) -> np.ndarray:
         """Per seed, S between the trace kernels of two networks of that seed (each through
         its own dynamics, on the kernel images)."""

@@ -265,13 +265,14 @@ def status(cfg: Profile, store: Store, folder: Path) -> tuple[dict[str, collecti
 
 # --- command line -------------------------------------------------------------------------
 
-def add_commands(commands, add_profile) -> None:
+def add_commands(commands, add_profile, add_all_settings) -> None:
     grid = commands.add_parser("grid", help="run a profile's jobs on SLURM or this machine",
                                description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = grid.add_subparsers(dest="action", required=True, metavar="action")
     run = actions.add_parser("run", help="submit every job that is not done")
     add_profile(run)
+    add_all_settings(run)
     run.add_argument("--executor", required=True, choices=("local", "slurm"),
                      help="local: subprocesses on this machine; slurm: sbatch job arrays")
     run.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -288,15 +289,32 @@ def add_commands(commands, add_profile) -> None:
     run.set_defaults(run=_run)
     show = actions.add_parser("status", help="done / failed / missing jobs per kind")
     add_profile(show)
+    add_all_settings(show)
     show.add_argument("--folder", type=Path, help="as given to grid run")
     show.set_defaults(run=_status)
 
 
+def _folder(args: argparse.Namespace, store: Store, cfg: Profile) -> Path:
+    """submitit's folder for ``cfg``'s jobs: ``--folder`` (one sub-folder per setting with
+    ``--all-settings``), else :func:`grid_folder`."""
+    if args.folder is None:
+        return grid_folder(store, cfg)
+    return args.folder / cfg.profile if args.all_settings else args.folder
+
+
 def _run(args: argparse.Namespace) -> int:
+    from ntkbook.cli import with_settings
+    status = 0
+    for profile in with_settings(args.profile, args.all_settings):  # each its own grid
+        status = max(status, _run_profile(args, profile))
+    return status
+
+
+def _run_profile(args: argparse.Namespace, name: str) -> int:
     from ntkbook.store import Store
-    cfg, store = load_profile(args.profile), Store()
-    profile = str(profile_path(args.profile).resolve())
-    folder = args.folder or grid_folder(store, cfg)
+    cfg, store = load_profile(name), Store()
+    profile = str(profile_path(name).resolve())
+    folder = _folder(args, store, cfg)
     if args.executor == "local":
         return run_local(cfg, profile, store, max_jobs=max(1, args.jobs),
                          gpus_per_job=args.gpus_per_job, timeout_min=args.timeout_min,
@@ -315,14 +333,21 @@ def _run(args: argparse.Namespace) -> int:
     for label, job_id in submitted.items():
         print(f"{job_id}\t{label}")
     print(f"submitted {len(submitted)} jobs; watch them with: ntkbook grid status "
-          f"--profile {args.profile}")
+          f"--profile {name}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    from ntkbook.cli import with_settings
+    return max(_status_profile(args, profile)
+               for profile in with_settings(args.profile, args.all_settings))
+
+
+def _status_profile(args: argparse.Namespace, name: str) -> int:
     from ntkbook.store import Store
-    cfg, store = load_profile(args.profile), Store()
-    counts, failures = status(cfg, store, args.folder or grid_folder(store, cfg))
+    cfg, store = load_profile(name), Store()
+    folder = _folder(args, store, cfg)
+    counts, failures = status(cfg, store, folder)
     columns = ["done", "failed", "missing", "pending", "running"]
     print(f"profile {cfg.profile}: {sum(sum(c.values()) for c in counts.values())} jobs")
     print(f"  {'kind':<8}" + "".join(f"{c:>9}" for c in columns))

@@ -6,15 +6,17 @@ Four kinds, each computing (or finding in the cache) everything the book needs o
   the end; section 5 transfers of the stage-1 networks; worst case of its Table 2 and
   audited networks;
 - ``kernels`` (seed, mode): the section 3 kernels of every checkpoint; the section 8
-  eigenvector images (first seed);
+  eigenvector images (first seed); at eps = 8/255, the adversarial kernels at eps = 4/255
+  that section 9 compares with;
 - ``stage2`` (one network): stage-2 training and evaluation; its section 4-5 numbers (first
   order ratio, transferability), its Table 1 kernel, its worst case;
 - ``audit`` (seed): the robustness audit of the seed's headline networks.
 
 ``kernels`` and ``stage2`` jobs need their stage-1 job; ``audit`` needs every stage-1 and
-stage-2 job of its seed (:func:`dependencies`). A finished job leaves a marker entry in the
-store, keyed by the job, every profile value and the data (:func:`is_done`), so a job is done
-for exactly the settings it ran with; a failed one leaves the error and its log.
+stage-2 job of its seed (:func:`dependencies`). A companion setting's plan has only what
+the pages it shows need (:func:`ntkbook.settings.shows`). A finished job leaves a marker
+entry in the store, keyed by the job, every profile value and the data (:func:`is_done`), so
+a job is done for exactly the settings it ran with; a failed one leaves the error and its log.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ import dataclasses
 import time
 from collections.abc import Iterator
 
-from ntkbook import experiment, kernel_study, robustness, sweeps, tables
+from ntkbook import (
+    experiment,
+    kernel_study,
+    radius,
+    robustness,
+    settings,
+    sweeps,
+    tables,
+)
 from ntkbook.config import Profile
 from ntkbook.experiment import NetworkId
 from ntkbook.store import Spec, Store
@@ -87,15 +97,25 @@ def stage2_ids(cfg: Profile, seed: int) -> list[NetworkId]:
     return list(dict.fromkeys(_normalised(cfg, nid) for nid in ids if nid.stage == 2))
 
 
+def transfers(cfg: Profile, mode: str) -> bool:
+    """Whether the plan makes section 5's transfers from ``mode``'s networks."""
+    return mode in sweeps.modes(cfg) and settings.shows(cfg, "transferability")
+
+
 def plan(cfg: Profile) -> list[Job]:
     """Every job of the book, in an order that respects :func:`dependencies`."""
     jobs = [Job(command, seed, mode) for command in ("stage1", "kernels")
             for seed in cfg.seeds for mode in cfg.modes]
     jobs += [Job("stage2", seed, nid.mode, nid) for seed in cfg.seeds
              for nid in stage2_ids(cfg, seed)]
-    if robustness.audit_applies(cfg):
+    if audits(cfg):
         jobs += [Job("audit", seed) for seed in cfg.seeds]
     return jobs
+
+
+def audits(cfg: Profile) -> bool:
+    """Whether the profile's plan has the robustness audit's jobs."""
+    return robustness.audit_applies(cfg) and settings.shows(cfg, "robustness_audit")
 
 
 def dependencies(job: Job, jobs: list[Job]) -> list[Job]:
@@ -157,7 +177,7 @@ def _worst_cases(cfg: Profile, store: Store, ids: list[NetworkId]) -> list[str]:
 def _stage1(cfg: Profile, store: Store, job: Job) -> list[str]:
     seed, mode = job.seed, job.mode
     experiment.ensure_stage1(cfg, seed, mode, store)
-    if mode in sweeps.modes(cfg):  # first: a transfer's PGD pass also evaluates its source
+    if transfers(cfg, mode):  # first: a transfer's PGD pass also evaluates its source
         target = sweeps.final_network(cfg, store, seed, mode)
         for t in cfg.spawn_epochs:
             experiment.transferability(cfg, store,
@@ -166,6 +186,8 @@ def _stage1(cfg: Profile, store: Store, job: Job) -> list[str]:
     epochs = set(cfg.spawn_epochs) | {float(cfg.stage1_epochs)}
     if mode == "adversarial":
         epochs.add(cfg.sgd_comparison_spawn_epoch)
+        if settings.of(cfg) == settings.EPS8:  # section 9's robust overfitting
+            epochs.add(radius.overfitting_epoch(cfg))
     lines = [_accuracy_line(f"{mode} seed {seed} epoch {e:g}",
                             experiment.evaluate_stage1(cfg, seed, mode, e, store))
              for e in sorted(epochs)]
@@ -177,7 +199,10 @@ def _stage1(cfg: Profile, store: Store, job: Job) -> list[str]:
 def _kernels(cfg: Profile, store: Store, job: Job) -> list[str]:
     statistics = kernel_study.kernel_evolution(cfg, store, job.seed, job.mode,
                                                list(cfg.checkpoint_epochs))
-    if job.seed == cfg.seeds[0]:
+    if settings.of(cfg) == settings.EPS8 and job.mode == "adversarial":  # section 9
+        kernel_study.kernel_evolution(settings.main_twin(cfg), store, job.seed, job.mode,
+                                      list(cfg.checkpoint_epochs))
+    if job.seed == cfg.seeds[0] and settings.shows(cfg, "ntk_eigenvectors"):
         for nid in kernel_study.eigen_networks(cfg).values():
             if nid.mode == job.mode:
                 kernel_study.eigen_images(cfg, store, experiment.network(cfg, store, nid))
@@ -189,9 +214,10 @@ def _stage2(cfg: Profile, store: Store, job: Job) -> list[str]:
     nid = job.network
     net = experiment.network(cfg, store, nid)
     lines = []
-    if nid in set(section4_ids(cfg, nid.seed)):  # first: its PGD pass also evaluates net
-        target = sweeps.final_network(cfg, store, nid.seed, nid.mode)
-        lines.append(f"tau {experiment.transferability(cfg, store, net, target):.3f}")
+    if nid in set(section4_ids(cfg, nid.seed)):
+        if transfers(cfg, nid.mode):  # first: its PGD pass also evaluates net
+            target = sweeps.final_network(cfg, store, nid.seed, nid.mode)
+            lines.append(f"tau {experiment.transferability(cfg, store, net, target):.3f}")
         if nid.dynamics == "linearized":
             lines.append(f"relative magnitude {experiment.relative_magnitude(cfg, store, net):.4f}")
     lines.insert(0, _accuracy_line(net.label, experiment.evaluation(cfg, store, net)))

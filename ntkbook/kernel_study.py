@@ -135,6 +135,13 @@ def evolution_by_mode(cfg: Profile, store: Store,
                       "kernels of stage-1 runs")
 
 
+def early_index(cfg: Profile) -> int:
+    """The checkpoint nearest 30 % of stage 1 (the paper's "converges early": within about
+    30 of 100 epochs)."""
+    epochs = list(cfg.checkpoint_epochs)
+    return min(range(len(epochs)), key=lambda i: abs(epochs[i] - 0.3 * cfg.stage1_epochs))
+
+
 def across_seeds(distances: np.ndarray) -> np.ndarray:
     """Per seed i, the mean of a (seeds, seeds) matrix of distances over the other seeds j:
     how far seed i's kernel is from kernels of other initialisations."""

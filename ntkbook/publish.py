@@ -12,6 +12,7 @@ and headline accuracies (means over seeds, %).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import nbformat
 import numpy as np
 
-from ntkbook import book, experiment, provenance, report
+from ntkbook import book, companions, experiment, provenance, report, settings
 from ntkbook.config import Profile, load_profile
 from ntkbook.standalone import page_titles, readable
 from ntkbook.store import Store
@@ -97,11 +98,16 @@ def markers(profile: str) -> tuple[str, str]:
 
 
 def write_summary(run: dict[str, Any], path: Path = README) -> None:
-    """Replace the text between the profile's markers in ``path`` with :func:`summary`."""
+    """Replace the text between the profile's markers in ``path`` with :func:`summary`; a
+    profile published for the first time gets its block after the last run's."""
     start, end = markers(run["profile"])
     text = path.read_text()
     if start not in text or end not in text:
-        raise book.BookError(f"{path} has no {start} ... {end} block for the summary")
+        ends = list(re.finditer(r"<!-- end of published run [^ ]+ -->\n", text))
+        if not ends:
+            raise book.BookError(f"{path} has no published-run block to put {start} after")
+        at = ends[-1].end()
+        text = text[:at] + f"{start}\n{end}\n" + text[at:]
     before, rest = text.split(start, 1)
     path.write_text(before + start + "\n" + summary(run) + "\n" + end + rest.split(end, 1)[1])
 
@@ -181,7 +187,8 @@ def refresh(profile: str, results: Path | None = None, root: Path | None = None)
 def publish(profile: str, store: Store | None = None, built: Path | None = None,
             results: Path | None = None) -> Path:
     """Copy the last complete build of ``profile`` (``_build/<profile>``) into
-    ``results/<profile>/``, each notebook made :func:`readable`; return that folder."""
+    ``results/<profile>/``: the pages of its setting, each made :func:`readable`, without
+    the companion settings' cells its book showed; return that folder."""
     cfg = load_profile(profile)
     built = built or book.ROOT / "_build" / cfg.profile
     record_path = built / book.BUILD_RECORD
@@ -195,9 +202,9 @@ def publish(profile: str, store: Store | None = None, built: Path | None = None,
     if run["profile_sha256"] != provenance.profile_sha256(profile):
         raise book.BookError(f"parameters/{cfg.profile}.yaml changed after the last build; "
                              f"build again before publishing")
-    executed = {Path(document).name: nbformat.read(built / "source" / f"{document}.ipynb",
-                                                   as_version=4)
-                for document in book.notebooks()}
+    executed = {Path(document).name: companions.without_companions(
+        nbformat.read(built / "source" / f"{document}.ipynb", as_version=4))
+        for document in settings.pages(cfg, book.notebooks())}
     pages = page_titles(executed)  # readable copies first: a raw role keeps the old run
     copies = {name: readable(notebook, name, pages) for name, notebook in executed.items()}
     target = (results or book.RESULTS) / cfg.profile

@@ -122,12 +122,11 @@ def doc_link(body: str, page: str, pages: Mapping[str, str], root: Path) -> str:
     return f'<a href="{html.escape(href)}">{html.escape(text, quote=False)}</a>'
 
 
-def resolve_roles(text: str, values: Mapping[str, Mapping[str, Any]], page: str,
-                  pages: Mapping[str, str], root: Path | None = None) -> tuple[str, list[str]]:
+def resolve_glue(text: str, values: Mapping[str, Mapping[str, Any]], page: str
+                 ) -> tuple[str, list[str]]:
     """``text`` (Markdown) with its glue roles replaced by the values glued (``values``:
-    :func:`glue_values`), its ``{doc}`` roles by links (:func:`doc_link`) and its ``{ref}``
-    and ``{numref}`` roles by their text; and the glue names it found no value for, each
-    left in the text as a visible marker."""
+    :func:`glue_values`), and the glue names it found no value for, each left in the text as
+    a visible marker."""
     missing: list[str] = []
 
     def glue(match: re.Match) -> str:
@@ -142,11 +141,19 @@ def resolve_roles(text: str, values: Mapping[str, Mapping[str, Any]], page: str,
         except ValueError as error:
             raise book.BookError(f"{page}: {match[0]}: {error}") from None
 
+    return GLUE_ROLE.sub(glue, text), missing
+
+
+def resolve_roles(text: str, values: Mapping[str, Mapping[str, Any]], page: str,
+                  pages: Mapping[str, str], root: Path | None = None) -> tuple[str, list[str]]:
+    """``text`` (Markdown) with its glue roles resolved (:func:`resolve_glue`), its ``{doc}``
+    roles replaced by links (:func:`doc_link`) and its ``{ref}`` and ``{numref}`` roles by
+    their text; and the glue names it found no value for."""
     def ref(match: re.Match) -> str:
         explicit = EXPLICIT.match(match["body"])
         return explicit["text"] if explicit else match["body"]
 
-    text = GLUE_ROLE.sub(glue, text)
+    text, missing = resolve_glue(text, values, page)
     text = DOC_ROLE.sub(lambda m: doc_link(m["body"], page, pages, root or book.ROOT), text)
     return REF_ROLE.sub(ref, text), missing
 

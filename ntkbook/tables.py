@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ntkbook import experiment, kernel_study, kernels, robustness
+from ntkbook import experiment, kernel_study, kernels, robustness, settings
 from ntkbook.config import Profile
 from ntkbook.experiment import NetworkId
 from ntkbook.store import Store
@@ -114,14 +114,17 @@ def frozen_kernel_training(cfg: Profile, store: Store) -> Table:
 
 def table_networks(cfg: Profile, seed: int) -> list[NetworkId]:
     """Every network of Tables 1 and 2 for ``seed``; a table needs stage-1 modes the profile
-    may not train (Table 1: adversarial, Table 2: benign and adversarial)."""
-    ids = list(sgd_comparison_ids(cfg, seed).values()) if "adversarial" in cfg.modes else []
+    may not train (Table 1: adversarial, Table 2: benign and adversarial) and a setting that
+    shows it (:func:`ntkbook.settings.shows`)."""
+    ids = list(sgd_comparison_ids(cfg, seed).values()) \
+        if "adversarial" in cfg.modes and settings.shows(cfg, "sgd_vs_linearized") else []
     return list(dict.fromkeys(ids + table2_networks(cfg, seed)))
 
 
 def table2_networks(cfg: Profile, seed: int) -> list[NetworkId]:
     """Table 2's networks for ``seed`` (each gets a worst-case accuracy), if the profile
     trains benign and adversarial stage 1."""
-    if not {"benign", "adversarial"} <= set(cfg.modes):
+    if not {"benign", "adversarial"} <= set(cfg.modes) or \
+            not settings.shows(cfg, "frozen_kernel_adversarial_training"):
         return []
     return [nid for row in frozen_kernel_ids(cfg, seed).values() for nid in row.values()]

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ntkbook import book, config, report
+from ntkbook import book, companions, config, report, settings
 from ntkbook import claims as ntk_claims
 from tests import browser
 
@@ -20,7 +20,7 @@ PAGES = [  # (page, figures at least, a number of the paper it must state)
     ("linearized_training", 2, "55.46"), ("transferability", 1, "tau"),
     ("sgd_vs_linearized", 0, "62.09"), ("frozen_kernel_adversarial_training", 0, "76.15"),
     ("ntk_eigenvectors", 1, "eigenvalues"), ("robustness_audit", 2, "76.15"),
-    ("claims", 1, "55.46"),
+    ("claims", 1, "55.46"), ("higher_eps", 2, "49.15"),  # the last: smoke-eps8's page
 ]
 NOISE = ("IProgress not found", "Unable to initialize backend", "Passed unknown parameter")
 
@@ -133,7 +133,7 @@ def smoke_book(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("smoke") / "book"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NTKBOOK_CACHE_DIR", str(output.parent / "cache"))
-        book.build("smoke", output=output)
+        book.build("smoke", output=output, all_settings=True)  # its companions beside it
     return output
 
 
@@ -160,15 +160,41 @@ def test_smoke_book_builds_with_pages_and_figures(smoke_book):
     assert 'src="../_static/mathjax/tex-chtml.js' in (html / "book" / "intro.html").read_text()
     assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
     claims = 0
-    for path in (smoke_book / "source" / "book").glob("*.ipynb"):
-        outputs = [o for c in nbformat.read(path, 4).cells if c.cell_type == "code"
-                   for o in c.outputs]
+    smoke = config.load_profile("smoke")
+    for document in settings.pages(smoke, book.notebooks()):
+        notebook = companions.without_companions(
+            nbformat.read(smoke_book / "source" / f"{document}.ipynb", 4))
+        outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
         text = json.dumps(outputs)
-        assert not any(noise in text for noise in NOISE), path.name
+        assert not any(noise in text for noise in NOISE), document
         claims += sum(len(o.get("metadata", {}).get(report.CLAIMS_KEY, [])) for o in outputs)
-    assert claims == len(ntk_claims.for_page(config.load_profile("smoke")))  # once each
+    assert claims == len(ntk_claims.for_page(smoke))  # once each
     record = json.loads((smoke_book / book.BUILD_RECORD).read_text())
-    assert record["complete"] and set(record["wall_seconds"]) == {p for p, _, _ in PAGES}
+    assert record["complete"] and set(record["wall_seconds"]) == {p for p, _, _ in PAGES[:-1]}
+    assert set(record["companions"]) == {"smoke-cifar100", "smoke-eps8"}
+
+
+@pytest.mark.book
+def test_the_smoke_book_shows_its_companion_settings_beside_its_pages(smoke_book):
+    html = smoke_book / "_build" / "html" / "book"
+    for page in ("kernel_evolution", "linearized_training", "transferability"):
+        text = (html / f"{page}.html").read_text()
+        row = text[text.index("CIFAR-100: "):]  # after the page's own sections
+        assert "smoke-cifar100" in row and "<img" in row and "<table" in row, page
+        assert "{glue" not in text and "missing glue value" not in text, page
+    assert "27.35" in (html / "linearized_training.html").read_text()  # CIFAR-100's number
+    section9 = (html / "higher_eps.html").read_text()
+    assert "smoke-eps8" in section9 and "eps = 4/255" in section9
+    claims_page = (html / "claims.html").read_text()
+    assert "CIFAR-100: " in claims_page and "eps = 8/255: " in claims_page
+
+
+@pytest.mark.book
+def test_a_companion_book_renders_its_own_pages_and_notes_the_others(smoke_book):
+    html = smoke_book.parent / "smoke-eps8" / "_build" / "html" / "book"
+    assert "49.15" in (html / "higher_eps.html").read_text()
+    other = (html / "transferability.html").read_text()
+    assert "the main setting" in other and "<img" not in other
 
 
 @pytest.mark.book
@@ -182,6 +208,9 @@ def test_the_published_cpu_run_renders_offline_in_seconds(tmp_path):
     assert "the published run of profile" in intro and run["finished"][:10] in intro
     assert run["machine"]["cpu"] in intro
     assert "a small CNN (width 16)" in intro
+    row = (html / "book" / "kernel_evolution.html").read_text()
+    if not (book.RESULTS / "cpu-cifar100" / "run.json").is_file():  # named, not computed
+        assert "CIFAR-100" in row and "not published yet" in row
 
 
 def _browser_pages() -> list[tuple[str, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ntkbook import claims, robustness, stats, tables
+from ntkbook import claims, kernel_study, robustness, settings, stats, tables
 from ntkbook.config import load_profile
 from ntkbook.evidence import CLEAN, Net
 from ntkbook.experiment import NetworkId
@@ -53,6 +53,8 @@ class FakeSources:
                     for mode in ("benign", "adversarial")}
         self.magnitude = {mode: np.full((n, spawn), 0.1) for mode in ("benign", "adversarial")}
         self.distances_between: dict[tuple[NetworkId, NetworkId], np.ndarray] = {}
+        self.radius = {measure: {4: np.full(n, 0.05), 8: np.full(n, 0.05)}
+                       for measure in ("kernel_gap", "adversarial_convergence")}
 
     def noise(self, shape, scale: float) -> np.ndarray:
         return scale * self.rng.standard_normal(shape)
@@ -78,6 +80,9 @@ class FakeSources:
     def relative_magnitude(self):
         return self.magnitude
 
+    def by_radius(self, measure: str) -> dict[float, np.ndarray]:
+        return self.radius[measure]
+
     def kernel_distance(self, first: NetworkId, second: NetworkId) -> np.ndarray:
         return self.distances_between.get((first, second), np.full(len(self.cfg.seeds), 0.02))
 
@@ -96,9 +101,12 @@ STATISTIC_CLAIMS = [c.key for c in claims.REGISTRY if c.unit != "points"]
 
 
 def test_every_claim_is_tested_and_applies_to_the_smoke_profile():
-    assert len(claims.REGISTRY) == len({c.key for c in claims.REGISTRY}) == 30
+    assert len(claims.REGISTRY) == len({c.key for c in claims.REGISTRY}) == 33
     assert set(ACCURACY_CLAIMS) | set(STATISTIC_CLAIMS) == {c.key for c in claims.REGISTRY}
-    assert len(claims.for_page(CFG)) == 30
+    assert len(claims.for_page(CFG)) == 30  # all but section 9's
+    eps8 = load_profile("smoke-eps8")
+    assert {c.page for c in claims.for_page(eps8)} == set(settings.EPS8.claims_of)
+    assert {c.key for c in claims.for_page(eps8, settings.SECTION9)} == SECTION9_CLAIMS
     assert set(STATISTIC_CLAIMS) == set(WORLDS)
 
 
@@ -168,7 +176,8 @@ def test_an_sgd_run_that_did_not_train_is_not_testable(rank):
 def test_robust_claims_use_the_strongest_attack_measured_for_each_side():
     # neither network audited; Table 1 (PGD, as the paper: worst cases for Table 2 and the audit)
     pgd_only = {"adversarial_training_buys_robustness", "sgd_lower_lr_loses_robustness",
-                "sgd_higher_lr_loses_robustness", "updating_bn_costs_accuracy"}
+                "sgd_higher_lr_loses_robustness", "updating_bn_costs_accuracy",
+                "robust_overfitting"}
     clean = {"centered_costs_clean_accuracy", "updating_bn_costs_accuracy"}
     for key in ACCURACY_CLAIMS:
         for c in claim(key).measure(FakeSources()):
@@ -221,7 +230,7 @@ def test_a_conjunction_fails_when_one_component_fails():
 # --- claims on kernels, transfers and magnitudes -------------------------------------------
 
 def early(world: FakeSources) -> int:
-    return claims._early_index(world.cfg)
+    return kernel_study.early_index(world.cfg)
 
 
 def converges(mode):
@@ -304,7 +313,18 @@ def initial_fails(world, direction):
         world.clean = None
 
 
+def larger_at_eps8(measure):
+    def set_world(world, direction):
+        world.radius[measure][8] = world.radius[measure][4] + {+1: 0.02, -1: -0.02, 0: 0.0}[
+            direction] + world.noise(3, 0.02 if direction == 0 else 0.001)
+    return set_world
+
+
+SECTION9_CLAIMS = {"larger_radius_widens_kernel_gap", "larger_radius_slows_adversarial_kernel",
+                   "robust_overfitting"}
 WORLDS = {
+    "larger_radius_widens_kernel_gap": larger_at_eps8("kernel_gap"),
+    "larger_radius_slows_adversarial_kernel": larger_at_eps8("adversarial_convergence"),
     **{f"{m}_kernel_converges_early": converges(m) for m in ("benign", "adversarial")},
     "benign_kernel_nearer_adversarial_than_initial": nearer_adversarial,
     "flip_kernel_moves_after_switch": flip_settles,
@@ -377,3 +397,19 @@ def test_an_undefined_tau_makes_the_transfer_claim_not_testable():
     world.tau["adversarial"]["centered"][:, :-1] = np.nan
     result = verdict_of("adversarial_centered_transfers_less", world)
     assert result.verdict == stats.NOT_TESTABLE and "undefined" in result.reason
+
+
+def test_the_paper_column_gives_the_numbers_of_the_setting_decided():
+    cifar100, eps8 = load_profile("smoke-cifar100"), load_profile("smoke-eps8")
+    centered = claim("centered_beats_adversarial_training")
+    assert centered.paper_for(CFG) == "55.46 vs 51.77 (PGD-100)"
+    assert centered.paper_for(cifar100) == "27.35 vs 24.42 (PGD-100)"
+    assert centered.paper_for(eps8) == "49.15 vs 35.80 (PGD-100)"
+    early = claim("early_adversarial_kernel_centered_beats_adversarial_training").paper_for(eps8)
+    assert early == "62.09 vs 51.77 (PGD-100) at CIFAR-10, eps = 4/255 (not reported for " \
+                    "eps = 8/255)"  # never passed off as the setting's own number
+    assert claim("adversarial_kernel_higher_rank").paper_for(cifar100) == "higher (no number)"
+    world = FakeSources(cfg=load_profile("smoke-eps8", seeds=[0, 1, 2]))
+    decided = {r.claim.key: r.as_dict() for r in claims.evaluate(world, "linearized_training")}
+    assert decided["centered_beats_adversarial_training"]["paper"] == "49.15 vs 35.80 (PGD-100)"
+    assert decided["centered_beats_adversarial_training"]["paper_difference"] == 13.35

@@ -304,7 +304,7 @@ LIMIT_SECONDS = 8 * 60
 def h100_seconds(cfg) -> dict[str, float]:
     """Estimated wall seconds of benchmarks/gpu.sh on one H100, by part: the book's steps,
     then the benchmarks (until the script's target, at least a minute) and the archive."""
-    from ntkbook import book
+    from ntkbook import book, settings
     from ntkbook.costs import forward_flops, forward_units
     units = forward_units(cfg)
     seconds = {f"compute: {k}": v * forward_flops(cfg) / H100_FLOPS for k, v in units.items()}
@@ -312,7 +312,7 @@ def h100_seconds(cfg) -> dict[str, float]:
     seconds["compile"] = (MODEL_PROGRAMS * MODEL_COMPILE_SECONDS
                           + SMALL_PROGRAMS * SMALL_COMPILE_SECONDS
                           + JACOBIAN_PROGRAMS * chunks * CHUNK_COMPILE_SECONDS)
-    seconds["page starts"] = len(book.notebooks()) * PAGE_START_SECONDS
+    seconds["page starts"] = len(settings.pages(cfg, book.notebooks())) * PAGE_START_SECONDS
     seconds.update(STEPS_SECONDS)
     seconds["benchmarks"] = max(BENCHMARKS_MIN_SECONDS, TARGET_SECONDS - sum(seconds.values()))
     seconds["archive"] = ARCHIVE_SECONDS

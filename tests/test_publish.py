@@ -11,7 +11,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from ntkbook import book, claims, config, provenance, publish, report, standalone
+from ntkbook import book, claims, config, provenance, publish, report, settings, standalone
 from ntkbook.store import Store
 from tests.conftest import TINY
 
@@ -77,7 +77,7 @@ def fake_build(tmp_path, cfg, sources):
 def test_publish_writes_run_json_with_claims_headline_and_run_facts(tmp_path, monkeypatch):
     cfg = config.load_profile("smoke")
     sources = {name: book.file_sha256(book.ROOT / "book" / f"{name}.ipynb")
-               for name in (d.split("/")[-1] for d in book.notebooks())}
+               for name in (d.split("/")[-1] for d in settings.pages(cfg, book.notebooks()))}
     built = fake_build(tmp_path, cfg, sources)
     monkeypatch.setattr(publish, "headline", lambda cfg, store: {"benign_final_clean": 1.0})
     target = publish.publish("smoke", store=Store(tmp_path / "cache"), built=built,
@@ -102,7 +102,7 @@ def test_a_notebook_changed_after_the_run_is_listed_as_stale(tmp_path, monkeypat
     cfg = config.load_profile("smoke")
     sources = {name: "0" * 64 if name == "transferability" else
                book.file_sha256(book.ROOT / "book" / f"{name}.ipynb")
-               for name in (d.split("/")[-1] for d in book.notebooks())}
+               for name in (d.split("/")[-1] for d in settings.pages(cfg, book.notebooks()))}
     built = fake_build(tmp_path, cfg, sources)
     monkeypatch.setattr(publish, "headline", lambda cfg, store: {})
     target = publish.publish("smoke", store=Store(tmp_path / "cache"), built=built,
@@ -320,3 +320,20 @@ def test_a_published_notebook_reads_on_its_own(path):
         cell.source
     assert all("papermill" not in c.metadata and "execution" not in c.metadata
                for c in notebook.cells)
+
+
+def test_a_setting_published_for_the_first_time_gets_its_readme_block(tmp_path):
+    readme = tmp_path / "README.md"
+    cpu_start, cpu_end = publish.markers("cpu")
+    readme.write_text(f"# Title\n\n{cpu_start}\nthe cpu run\n{cpu_end}\n\n## Next\n")
+    run = {"profile": "cpu-eps8", "machine": {"cpu": "a CPU", "cores": 2, "gpus": []},
+           "total_wall_seconds": 6000.0, "finished": "2026-12-07T10:00:00+0000",
+           "code": "abcdef0123", "headline": {"adversarial_final_robust": 20.0},
+           "claims": [{"verdict": "holds", "estimate": 1.0, "per_seed": {"a": [1, 2, 3]}}]}
+    publish.write_summary(run, readme)
+    publish.write_summary(run, readme)  # again: replaced, not added twice
+    text = readme.read_text()
+    start, end = publish.markers("cpu-eps8")
+    assert text.count(start) == 1
+    assert text.index(cpu_end) < text.index(start) < text.index("## Next")
+    assert f"{start}\n{publish.summary(run)}\n{end}\n" in text and "the cpu run" in text
