@@ -443,8 +443,6 @@ def not_in_setting(source: Path, cfg: config.Profile) -> nbformat.NotebookNode:
     """A page the profile's setting does not execute: its title and a note on which
     setting does (a main-setting book shows its companions' pages instead where they exist:
     :mod:`ntkbook.companions`)."""
-    notebook = nbformat.read(source, as_version=4)
-    title = notebook.cells[0].source.splitlines()[0]
     owner = next((s for s in settings.COMPANIONS if source.stem in s.own), None)
     if owner is not None:
         note = (f"This page is the {owner.title} setting's. Profile `{cfg.label}` has no "
@@ -454,16 +452,20 @@ def not_in_setting(source: Path, cfg: config.Profile) -> nbformat.NotebookNode:
         note = (f"Profile `{cfg.label}` is the book's {settings.of(cfg).title} setting; this "
                 f"page is the main setting's (CIFAR-10, eps = 4/255), whose book shows the "
                 f"other settings beside its own pages.")
-    notebook.cells = [nbformat.v4.new_markdown_cell(f"{title}\n\n{note}")]
-    return notebook
+    return note_page(source, note)
 
 
 def not_in_run(source: Path, profile: str) -> nbformat.NotebookNode:
     """A page the published run does not have: its title and a note saying so."""
+    return note_page(source, f"This page is newer than the published run of profile "
+                             f"`{profile}`, so the run has no executed copy of it. `ntkbook "
+                             f"build --profile {profile}` executes it; the next published run "
+                             f"will include it.")
+
+
+def note_page(source: Path, note: str) -> nbformat.NotebookNode:
+    """The notebook ``source`` reduced to its title and ``note``."""
     notebook = nbformat.read(source, as_version=4)
     title = notebook.cells[0].source.splitlines()[0]
-    notebook.cells = [nbformat.v4.new_markdown_cell(
-        f"{title}\n\nThis page is newer than the published run of profile `{profile}`, so "
-        f"the run has no executed copy of it. `ntkbook build --profile {profile}` executes it; "
-        f"the next published run will include it.")]
+    notebook.cells = [nbformat.v4.new_markdown_cell(f"{title}\n\n{note}")]
     return notebook

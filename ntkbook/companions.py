@@ -124,11 +124,8 @@ def own_page(setting: Setting, profile: str, found: Source, source: Path
     """A page only ``setting`` executes, as the main book shows it: the companion's executed
     copy with a line on where it comes from, or its title and what is missing."""
     if found.notebook is None:
-        notebook = nbformat.read(source, as_version=4)
-        title = notebook.cells[0].source.splitlines()[0]
-        notebook.cells = [nbformat.v4.new_markdown_cell(
-            f"{title}\n\nThis page is the {setting.title} setting's (profile `{profile}`), "
-            f"which is {found.origin}.")]
+        notebook = book.note_page(source, f"This page is the {setting.title} setting's "
+                                          f"(profile `{profile}`), which is {found.origin}.")
     else:
         notebook = copy.deepcopy(found.notebook)
         notebook.cells.insert(1, nbformat.v4.new_markdown_cell(

@@ -39,7 +39,7 @@ def test_a_page_validates_again_after_its_own_names_exist(kernel, page):
     kernel(validation.source)
     # names a page defines after its validation cell, as left by a first full run
     kernel("spawn = [0.0, 1.0]; start = 1.0; epochs = [0.0]; seed = 0; final = 6; rows = []")
-    kernel(parameters.source.replace('"smoke"', '"smoke"\nstage2_lr = 0.02'))  # an edit
+    kernel(parameters.source + "\nstage2_lr = 0.02")  # an edit
     outputs = kernel(validation.source + "\nprint('validated', cfg.stage2_lr)")
     assert any("validated 0.02" in o.get("text", "") for o in outputs), outputs
 
