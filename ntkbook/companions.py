@@ -140,20 +140,22 @@ def compose(staging: Path, profile: str, builds: Path | None) -> dict[str, str]:
     (replacing what an earlier build added); returns ``{companion profile: where it came
     from}`` for the record. ``builds``: the folder of local builds (None: published only)."""
     origins: dict[str, str] = {}
+    appended = {page for s in settings.COMPANIONS for page in s.appended_to}
+    pages = {page: without_companions(nbformat.read(staging / "book" / f"{page}.ipynb",
+                                                    as_version=4)) for page in appended}
     for setting, name in settings.companions(profile).items():
         for page in setting.appended_to:
-            target = staging / "book" / f"{page}.ipynb"
             found = find(name, page, builds)
             origins.setdefault(name, found.origin)
-            notebook = without_companions(nbformat.read(target, as_version=4))
-            title = standalone.title(found.notebook or notebook) or page
-            notebook.cells += section(setting, name, found, _short(title))
-            nbformat.write(notebook, target)
+            title = standalone.title(found.notebook or pages[page]) or page
+            pages[page].cells += section(setting, name, found, _short(title))
         for page in setting.own:
             found = find(name, page, builds)
             origins.setdefault(name, found.origin)
             nbformat.write(own_page(setting, name, found, book.ROOT / "book" / f"{page}.ipynb"),
                            staging / "book" / f"{page}.ipynb")
+    for page, notebook in pages.items():
+        nbformat.write(notebook, staging / "book" / f"{page}.ipynb")
     return origins
 
 

@@ -186,3 +186,12 @@ def test_all_settings_goes_with_a_whole_build_only():
     for kwargs in ({"only": ["protocol"]}, {"from_results": True}):
         with pytest.raises(book.BookError, match="--all-settings builds every setting"):
             book.build("smoke", all_settings=True, **kwargs)
+
+
+def test_a_page_shows_every_companion_that_appends_to_it(published):
+    companions.compose(published, "smoke", builds=None)
+    companions.compose(published, "smoke", builds=None)
+    page = nbformat.read(published / "book" / "claims.ipynb", 4)
+    headings = [c.source.split("\n")[0] for c in page.cells
+                if c.metadata.get("ntkbook", {}).get("companion")]
+    assert [h.split(":")[0] for h in headings] == ["## CIFAR-100", "## eps = 8/255"]
