@@ -138,18 +138,20 @@ def own_page(setting: Setting, profile: str, found: Source, source: Path
 def compose(staging: Path, profile: str, builds: Path | None) -> dict[str, str]:
     """Add the companions of main-setting ``profile`` to the staged pages in ``staging``
     (replacing what an earlier build added); returns ``{companion profile: where it came
-    from}`` for the record. ``builds``: the folder of local builds (None: published only)."""
+    from}`` for the record. ``builds``: the folder of local builds (None: published only).
+    Pages the staged book lacks are left alone."""
     origins: dict[str, str] = {}
-    appended = {page for s in settings.COMPANIONS for page in s.appended_to}
+    staged = {path.stem for path in (staging / "book").glob("*.ipynb")}
+    appended = {page for s in settings.COMPANIONS for page in s.appended_to} & staged
     pages = {page: without_companions(nbformat.read(staging / "book" / f"{page}.ipynb",
                                                     as_version=4)) for page in appended}
     for setting, name in settings.companions(profile).items():
-        for page in setting.appended_to:
+        for page in set(setting.appended_to) & staged:
             found = find(name, page, builds)
             origins.setdefault(name, found.origin)
             title = standalone.title(found.notebook or pages[page]) or page
             pages[page].cells += section(setting, name, found, _short(title))
-        for page in setting.own:
+        for page in set(setting.own) & staged:
             found = find(name, page, builds)
             origins.setdefault(name, found.origin)
             nbformat.write(own_page(setting, name, found, book.ROOT / "book" / f"{page}.ipynb"),
