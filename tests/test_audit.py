@@ -79,5 +79,5 @@ def test_overriding_audit_images_moves_a_checklist_that_covered_them_all():
     assert config.load_profile("smoke", **{**TINY, "audit_images": 40}).checklist_images == 40
     kept = config.load_profile("smoke", **{**TINY, "checklist_images": 10, "audit_images": 40})
     assert kept.checklist_images == 10
-    decisive = config.load_profile("cpu", audit_images=300)
+    decisive = config.load_profile("cpu-decisive", audit_images=300)
     assert decisive.checklist_images == 50  # it had its own: kept
