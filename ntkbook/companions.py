@@ -146,12 +146,12 @@ def compose(staging: Path, profile: str, builds: Path | None) -> dict[str, str]:
     pages = {page: without_companions(nbformat.read(staging / "book" / f"{page}.ipynb",
                                                     as_version=4)) for page in appended}
     for setting, name in settings.companions(profile).items():
-        for page in set(setting.appended_to) & staged:
+        for page in (page for page in setting.appended_to if page in pages):
             found = find(name, page, builds)
             origins.setdefault(name, found.origin)
             title = standalone.title(found.notebook or pages[page]) or page
             pages[page].cells += section(setting, name, found, _short(title))
-        for page in set(setting.own) & staged:
+        for page in (page for page in setting.own if page in staged):
             found = find(name, page, builds)
             origins.setdefault(name, found.origin)
             nbformat.write(own_page(setting, name, found, book.ROOT / "book" / f"{page}.ipynb"),
