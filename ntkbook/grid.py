@@ -148,7 +148,7 @@ def _schedule(cfg: Profile, store: Store, max_jobs: int, start: Callable[[Job], 
     from ntkbook import jobs
     plan, pending = _pending(cfg, store)
     todo = set(pending)
-    waits = {job: [d for d in jobs.dependencies(job, plan) if d in todo] for job in pending}
+    waits = {job: [d for d in jobs.dependencies(cfg, job, plan) if d in todo] for job in pending}
     print(f"{len(pending)} of {len(plan)} jobs to run, at most {max_jobs} at once", flush=True)
     running: dict[Job, tuple[concurrent.futures.Future | submitit.Job, Callable[[], None],
                              float]] = {}
@@ -218,7 +218,7 @@ def submit_slurm(cfg: Profile, profile: str, store: Store, executor: "submitit.E
     for parent, group in children.items():
         submit(group, [ids[parent]] if parent in ids else [])
     for job in (j for j in pending if j.command == "audit"):
-        submit([job], [ids[d] for d in jobs.dependencies(job, plan) if d in ids])
+        submit([job], [ids[d] for d in jobs.dependencies(cfg, job, plan) if d in ids])
     labels = {job.label: job_id for job, job_id in ids.items()}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / STATE).write_text(json.dumps({"executor": "slurm", "jobs": labels}, indent=1))

@@ -12,11 +12,13 @@ Four kinds, each computing (or finding in the cache) everything the book needs o
   order ratio, transferability), its Table 1 kernel, its worst case;
 - ``audit`` (seed): the robustness audit of the seed's headline networks.
 
-``kernels`` and ``stage2`` jobs need their stage-1 job; ``audit`` needs every stage-1 and
-stage-2 job of its seed (:func:`dependencies`). A companion setting's plan has only what
-the pages it shows need (:func:`ntkbook.settings.shows`). A finished job leaves a marker
-entry in the store, keyed by the job, every profile value and the data (:func:`is_done`), so
-a job is done for exactly the settings it ran with; a failed one leaves the error and its log.
+``kernels`` and ``stage2`` jobs need their stage-1 job; ``audit`` needs its seed's stage-1
+jobs and the stage-2 jobs of the networks it attacks, which the plan puts first, so a seed's
+audit runs beside the next seed's stage 2 (:func:`dependencies`). A companion setting's plan
+has only what the pages it shows need (:func:`ntkbook.settings.shows`). A finished job
+leaves a marker entry in the store, keyed by the job, every profile value and the data
+(:func:`is_done`), so a job is done for exactly the settings it ran with; a failed one
+leaves the error and its log.
 """
 
 from __future__ import annotations
@@ -106,11 +108,20 @@ def plan(cfg: Profile) -> list[Job]:
     """Every job of the book, in an order that respects :func:`dependencies`."""
     jobs = [Job(command, seed, mode) for command in ("stage1", "kernels")
             for seed in cfg.seeds for mode in cfg.modes]
-    jobs += [Job("stage2", seed, nid.mode, nid) for seed in cfg.seeds
-             for nid in stage2_ids(cfg, seed)]
-    if audits(cfg):
-        jobs += [Job("audit", seed) for seed in cfg.seeds]
+    for seed in cfg.seeds:  # each seed's audit as soon as the networks it attacks exist
+        needed = set(audit_needs(cfg, seed)) if audits(cfg) else set()
+        ids = sorted(stage2_ids(cfg, seed), key=lambda nid: nid not in needed)
+        jobs += [Job("stage2", seed, nid.mode, nid) for nid in ids]
+        if audits(cfg):
+            jobs.append(Job("audit", seed))
     return jobs
+
+
+def audit_needs(cfg: Profile, seed: int) -> list[NetworkId]:
+    """The stage-2 networks a seed's audit attacks or transfers from (normalised)."""
+    ids = [nid for pair in robustness.audited_networks(cfg, seed).values() for nid in pair]
+    ids += robustness.pgd_controls(cfg, seed)
+    return list(dict.fromkeys(_normalised(cfg, nid) for nid in ids if nid.stage == 2))
 
 
 def audits(cfg: Profile) -> bool:
@@ -118,12 +129,14 @@ def audits(cfg: Profile) -> bool:
     return robustness.audit_applies(cfg) and settings.shows(cfg, "robustness_audit")
 
 
-def dependencies(job: Job, jobs: list[Job]) -> list[Job]:
+def dependencies(cfg: Profile, job: Job, jobs: list[Job]) -> list[Job]:
     """The jobs of ``jobs`` that must finish before ``job`` starts."""
     if job.command == "stage1":
         return []
     if job.command == "audit":
-        return [j for j in jobs if j.seed == job.seed and j.command in ("stage1", "stage2")]
+        needed = set(audit_needs(cfg, job.seed))
+        return [j for j in jobs if j.seed == job.seed and (
+            j.command == "stage1" or j.command == "stage2" and j.network in needed)]
     return [Job("stage1", job.seed, job.mode)]
 
 

@@ -38,6 +38,7 @@ LARGE_EPS = 0.5  # the checklist's largest radius: half the pixel range
 EPS_MULTIPLIERS = (1, 2, 4, 8)
 STEP_MULTIPLIERS = (1, 2, 4)
 AUDIT_BATCH = 100  # images per attacked batch at most: the survivors of earlier attacks are few
+PAD_MULTIPLE = 20  # a short batch is padded to the next multiple of this, not to a full batch
 TOLERANCE_POINTS = 1.0  # differences below this (and below one image) are noise
 
 
@@ -123,7 +124,7 @@ def batch_size(cfg: Profile) -> int:
 def _images_spec(cfg: Profile, checklist: bool = False) -> Spec:
     spec = {"version": SPEC_VERSION, "dataset": cfg.dataset, "n_test": cfg.n_test,
             "data": test_split(cfg).digest, "audit_images": cfg.audit_images,
-            "seed": AUDIT_SUBSET_SEED, "batch_size": batch_size(cfg)}
+            "seed": AUDIT_SUBSET_SEED, "batch_size": batch_size(cfg), "pad_multiple": PAD_MULTIPLE}
     if checklist and cfg.checklist_images < cfg.audit_images:
         spec["checklist_images"] = cfg.checklist_images
     return spec
@@ -164,17 +165,23 @@ def _correct(forward: Forward, variables: Any, x: jax.Array, y: jax.Array) -> ja
     return forward(variables, x, False)[0].argmax(-1) == y
 
 
+def padded_size(count: int, size: int) -> int:
+    """The shape a batch of ``count`` images runs at: ``size``, or for a shorter batch the
+    next multiple of :data:`PAD_MULTIPLE` (few shapes to compile, little padding to attack)."""
+    return min(size, -(-count // PAD_MULTIPLE) * PAD_MULTIPLE)
+
+
 def _batched(fn, images: np.ndarray, labels: np.ndarray, size: int) -> np.ndarray:
-    """``fn(x, y, batch_index) -> per-image array`` over batches of ``size`` (the last padded
-    by repeating its first image, so every call has one shape and compiles once)."""
+    """``fn(x, y, batch_index) -> per-image array`` over batches of ``size``; a short last
+    batch is padded (repeating its first image) to :func:`padded_size`."""
     out = []
     for b, start in enumerate(range(0, len(images), size)):
         x, y = images[start:start + size], labels[start:start + size]
-        pad = size - len(x)
+        pad = padded_size(len(x), size) - len(x)
         if pad:
             x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
             y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
-        out.append(np.asarray(fn(x, y, b))[:size - pad])
+        out.append(np.asarray(fn(x, y, b))[:len(x) - pad])
     return np.concatenate(out) if out else np.zeros(0, bool)
 
 

@@ -79,5 +79,21 @@ def test_overriding_audit_images_moves_a_checklist_that_covered_them_all():
     assert config.load_profile("smoke", **{**TINY, "audit_images": 40}).checklist_images == 40
     kept = config.load_profile("smoke", **{**TINY, "checklist_images": 10, "audit_images": 40})
     assert kept.checklist_images == 10
-    decisive = config.load_profile("cpu-decisive", audit_images=300)
-    assert decisive.checklist_images == 50  # it had its own: kept
+    decisive = config.load_profile("cpu", audit_images=300)
+    assert decisive.checklist_images == 30  # it had its own: kept
+
+
+def test_a_short_batch_is_padded_to_a_multiple_not_to_a_full_batch():
+    assert [robustness.padded_size(n, 100) for n in (1, 20, 21, 45, 99, 100)] == \
+        [20, 20, 40, 60, 100, 100]
+    assert robustness.padded_size(45, 30) == 30
+    shapes = []
+
+    def label_echo(x, y, b):
+        shapes.append(len(x))
+        return y
+
+    labels = np.arange(145)
+    out = robustness._batched(label_echo, np.zeros((145, 2)), labels, 100)
+    np.testing.assert_array_equal(out, labels)  # padding never reaches the result
+    assert shapes == [100, 60]

@@ -2,7 +2,7 @@ import shlex
 
 import pytest
 
-from ntkbook import cli, config, jobs, paper, report
+from ntkbook import cli, config, jobs, paper, report, robustness
 
 
 def test_paper_plan_splits_into_independent_jobs(capsys):
@@ -32,11 +32,20 @@ def test_jobs_depend_on_their_stage1_run_and_audits_on_their_seed():
     cfg = config.load_profile("paper")
     plan = jobs.plan(cfg)
     stage2 = next(j for j in plan if j.command == "stage2" and j.mode == "benign")
-    assert jobs.dependencies(stage2, plan) == [jobs.Job("stage1", stage2.seed, "benign")]
+    assert jobs.dependencies(cfg, stage2, plan) == [jobs.Job("stage1", stage2.seed, "benign")]
     audit = next(j for j in plan if j.command == "audit")
-    needed = jobs.dependencies(audit, plan)
+    needed = jobs.dependencies(cfg, audit, plan)
     assert {j.seed for j in needed} == {audit.seed}
     assert {j.command for j in needed} == {"stage1", "stage2"}
+    attacked = {jobs._normalised(cfg, nid) for pair in
+                robustness.audited_networks(cfg, audit.seed).values() for nid in pair
+                if nid.stage == 2}
+    assert attacked <= {j.network for j in needed}
+    later = plan[plan.index(audit) + 1:]  # the next seed's stage 2 runs beside this audit
+    assert max(map(plan.index, needed)) < plan.index(audit)
+    assert any(j.command == "stage2" and j.seed != audit.seed for j in later)
+    assert any(j.command == "stage2" and j.seed == audit.seed and j not in needed
+               for j in plan)  # not every stage-2 job of the seed holds it back
 
 
 def test_bad_command_line_values_fail_before_compute(capsys):

@@ -101,7 +101,7 @@ def test_a_misspelled_profile_gets_a_did_you_mean():
     with pytest.raises(ProfileError, match="did you mean 'smoke'"):
         config.load_profile("smok")
     with pytest.raises(ProfileError,
-                       match="available profiles: cpu, cpu-decisive, cpu-decisive-cifar100, cpu-decisive-eps8, gpu") as error:
+                       match="available profiles: cpu, cpu-cifar100, cpu-eps8, gpu, paper") as error:
         config.load_profile("enormous")
     assert "did you mean" not in str(error.value)
 
