@@ -8,13 +8,16 @@ input gradient); a Square query :data:`SQUARE_QUERY` F; a stage-2 step 5F and an
 image plus its Gram matrix; a transfer one forward of its target (the PGD pass is the
 source's own evaluation, :func:`ntkbook.experiment.transfer_accuracy`). The worst case
 attacks every audited image with the book's PGD and a fraction ``survivors`` of them with the
-rest of the ensemble (AutoAttack's rule: later attacks see only the images still robust);
+rest of the ensemble (AutoAttack's rule: later attacks see only the images still robust),
+each short batch padded as it runs (:func:`ntkbook.robustness.padded_count`);
 ``survivors=1`` is the conservative count. At eps = 8/255 the adversarial runs and kernels at
 eps = 4/255 that section 9 compares with are counted too. Time is work over a rate the caller
 measured.
 """
 
 from __future__ import annotations
+
+import math
 
 from ntkbook.config import Profile, forward_macs
 
@@ -44,15 +47,28 @@ def parameters(cfg: Profile) -> int:
     return sum(leaf.size for leaf in jax.tree_util.tree_leaves(shapes["params"]))
 
 
+def _later_attacks_units(cfg: Profile) -> float:
+    """Image forwards of the ensemble's attacks after the book's PGD, on one image."""
+    k = cfg.audit_steps
+    targets = min(cfg.audit_targets, cfg.num_classes - 1)
+    return ((2 * k * cfg.audit_restarts + 1) + (2 * k + 1) + targets * (2 * k + 2)
+            + SQUARE_QUERY[cfg.model] * cfg.audit_queries + 1)
+
+
 def ensemble_units(cfg: Profile, survivors: float = 1.0) -> float:
     """Image forwards of the worst case on one image: clean prediction and the book's PGD on
     every image, the other attacks on a fraction ``survivors``."""
-    k = cfg.audit_steps
-    targets = min(cfg.audit_targets, cfg.num_classes - 1)
     first = 1 + (2 * cfg.eval_pgd_steps + 1)
-    rest = ((2 * k * cfg.audit_restarts + 1) + (2 * k + 1) + targets * (2 * k + 2)
-            + SQUARE_QUERY[cfg.model] * cfg.audit_queries + 1)
-    return first + survivors * rest
+    return first + survivors * _later_attacks_units(cfg)
+
+
+def worst_case_units(cfg: Profile, survivors: float = 1.0) -> float:
+    """Image forwards of one network's worst case on the audited images, the survivors'
+    batch padded as it runs (:func:`ntkbook.robustness.padded_count`)."""
+    from ntkbook import robustness
+    attacked = robustness.padded_count(math.ceil(cfg.audit_images * survivors),
+                                       robustness.batch_size(cfg))
+    return cfg.audit_images * ensemble_units(cfg, 0.0) + attacked * _later_attacks_units(cfg)
 
 
 def forward_units(cfg: Profile, survivors: float = 1.0) -> dict[str, float]:
@@ -104,16 +120,18 @@ def forward_units(cfg: Profile, survivors: float = 1.0) -> dict[str, float]:
                         units["transfers"] += cfg.n_test * (STAGE2_FACTOR + 1)
         worst |= set(robustness.worst_case_networks(cfg, seed))
         if jobs.audits(cfg):
-            for nid, source in robustness.audited_networks(cfg, seed).values():  # the checklist: each attack alone, transfer, sweeps
+            # the checklist (each attack alone, transfer, sweeps) on its correctly classified
+            # images, counted as all of them, padded as they run
+            checked = robustness.padded_count(cfg.checklist_images, robustness.batch_size(cfg))
+            for nid, source in robustness.audited_networks(cfg, seed).values():
                 attacks = 2 * k_eval * (1 + len(robustness.EPS_MULTIPLIERS)) + 2 * sum(
                     k_eval * s for s in robustness.STEP_MULTIPLIERS[1:]) + 2 * k_eval * m(
                     source) / m(nid)
-                units["audit"] += cfg.checklist_images * m(nid) * (attacks + ensemble_units(cfg))
+                units["audit"] += checked * m(nid) * (attacks + ensemble_units(cfg))
             for nid in robustness.pgd_controls(cfg, seed):
                 units["audit"] += cfg.audit_images * m(nid) * (2 * k_eval + 2)
     units["evaluations"] = sum(cfg.n_test * m(nid) * (2 * k_eval + 2) for nid in evaluated)
-    units["worst cases"] = sum(cfg.audit_images * m(nid) * ensemble_units(cfg, survivors)
-                               for nid in worst)
+    units["worst cases"] = sum(m(nid) * worst_case_units(cfg, survivors) for nid in worst)
 
     kerneled = [NetworkId(seed, mode, float(e)) for seed in cfg.seeds for mode in trained
                 for e in cfg.checkpoint_epochs]

@@ -171,6 +171,12 @@ def padded_size(count: int, size: int) -> int:
     return min(size, -(-count // PAD_MULTIPLE) * PAD_MULTIPLE)
 
 
+def padded_count(count: int, size: int) -> int:
+    """Images actually attacked when ``count`` of them run in batches of ``size``."""
+    full = count // size * size
+    return full + (padded_size(count - full, size) if count > full else 0)
+
+
 def _batched(fn, images: np.ndarray, labels: np.ndarray, size: int) -> np.ndarray:
     """``fn(x, y, batch_index) -> per-image array`` over batches of ``size``; a short last
     batch is padded (repeating its first image) to :func:`padded_size`."""

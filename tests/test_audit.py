@@ -87,6 +87,8 @@ def test_a_short_batch_is_padded_to_a_multiple_not_to_a_full_batch():
     assert [robustness.padded_size(n, 100) for n in (1, 20, 21, 45, 99, 100)] == \
         [20, 20, 40, 60, 100, 100]
     assert robustness.padded_size(45, 30) == 30
+    assert [robustness.padded_count(n, 100) for n in (0, 1, 100, 145, 200)] == \
+        [0, 20, 100, 160, 200]
     shapes = []
 
     def label_echo(x, y, b):

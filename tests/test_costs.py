@@ -32,8 +32,9 @@ def test_the_worst_case_counts_later_attacks_on_the_survivors_only():
 
 
 def test_the_checklist_scales_with_its_images_and_the_worst_case_with_the_audited_ones():
-    cfg = config.load_profile("smoke", **{**TINY, "checklist_images": 10})
-    whole = config.load_profile("smoke", **TINY)
+    big = {**TINY, "n_test": 100, "audit_images": 100}
+    cfg = config.load_profile("smoke", **{**big, "checklist_images": 20})
+    whole = config.load_profile("smoke", **big)
     assert costs.forward_units(cfg)["audit"] < costs.forward_units(whole)["audit"]
     assert costs.forward_units(cfg)["worst cases"] == costs.forward_units(whole)["worst cases"]
 
@@ -46,3 +47,12 @@ def test_plan_prints_the_estimate_at_the_given_rate():
     total = sum(costs.forward_units(cfg, 0.5).values()) * costs.forward_flops(cfg)
     assert f"{total / 10e9 / 60:.0f} minutes at 10 GFLOP/s" in out
     assert all(f"  {part}: " in out for part in costs.PARTS)
+
+
+def test_the_worst_case_counts_the_survivors_batch_as_padded():
+    cfg = config.load_profile("smoke", **{**TINY, "audit_images": 40})
+    first = costs.ensemble_units(cfg, survivors=0.0)
+    rest = costs.ensemble_units(cfg) - first
+    one = costs.worst_case_units(cfg, survivors=1 / 40)  # one survivor runs in a batch of 20
+    assert one == pytest.approx(40 * first + 20 * rest)
+    assert costs.worst_case_units(cfg) == pytest.approx(40 * (first + rest))
