@@ -98,7 +98,7 @@ def verdict_counts(claims: Sequence[dict]) -> dict[str, int]:
 
 def counts_text(claims: Sequence[dict]) -> str:
     """``'3 hold, 1 does not hold, 5 inconclusive, 0 not testable at this profile'``."""
-    words = {"holds": ("holds", "hold")}
+    words = {"holds": ("holds", "hold"), "does not hold": ("does not hold", "do not hold")}
     parts = []
     for verdict, count in verdict_counts(claims).items():
         singular, plural = words.get(verdict, (verdict, verdict))

@@ -168,7 +168,7 @@ def test_the_published_readme_is_generated_from_run_json(tmp_path):
     (target / "run.json").write_text(json.dumps(run))
     publish.rewrite_readmes("cpu", results=tmp_path)
     assert (target / "README.md").read_text() == publish.readme(run, [])
-    assert "1 holds, 0 does not hold, 0 inconclusive" in publish.summary(run)
+    assert "1 holds, 0 do not hold, 0 inconclusive" in publish.summary(run)
     assert "jobs" not in publish.readme(run, [])
     run.update(jobs_seconds=480.0, method="jobs first", wall_seconds={"protocol": 12.0})
     assert "10.0 min: jobs first: jobs 480 s, then protocol 12 s" in publish.readme(run, [])
