@@ -34,6 +34,15 @@ def collect_claims(notebook: nbformat.NotebookNode, page: str) -> list[dict[str,
             for claim in output.get("metadata", {}).get(report.CLAIMS_KEY, [])]
 
 
+def unique_claims(claims: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Each claim once, in order: a page may show another page's claims (section 9's page
+    repeats the protocol's), and a claim names its own page."""
+    unique: dict[tuple[str, str], dict[str, str]] = {}
+    for claim in claims:
+        unique.setdefault((claim["page"], claim["claim"]), claim)
+    return list(unique.values())
+
+
 def headline(cfg: Profile, store: Store) -> dict[str, float]:
     """Final clean accuracy of benign and adversarial stage 1 and adversarial PGD accuracy,
     means over seeds (%), from the cache the build filled."""
@@ -215,7 +224,7 @@ def publish(profile: str, store: Store | None = None, built: Path | None = None,
     for name, notebook in executed.items():
         nbformat.write(copies[name], target / f"{name}.ipynb")
         claims += collect_claims(notebook, name)
-    run.update(claims=claims, headline=headline(cfg, store or Store()))
+    run.update(claims=unique_claims(claims), headline=headline(cfg, store or Store()))
     (target / "run.json").write_text(json.dumps(run, indent=1) + "\n")
     rewrite_readmes(cfg.profile, results)
     return target
