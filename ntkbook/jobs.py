@@ -108,12 +108,12 @@ def plan(cfg: Profile) -> list[Job]:
     """Every job of the book, in an order that respects :func:`dependencies`."""
     jobs = [Job(command, seed, mode) for command in ("stage1", "kernels")
             for seed in cfg.seeds for mode in cfg.modes]
+    audited = audits(cfg)
     for seed in cfg.seeds:  # each seed's audit as soon as the networks it attacks exist
-        needed = set(audit_needs(cfg, seed)) if audits(cfg) else set()
+        needed = set(audit_needs(cfg, seed)) if audited else set()
         ids = sorted(stage2_ids(cfg, seed), key=lambda nid: nid not in needed)
         jobs += [Job("stage2", seed, nid.mode, nid) for nid in ids]
-        if audits(cfg):
-            jobs.append(Job("audit", seed))
+        jobs += [Job("audit", seed)] if audited else []
     return jobs
 
 
