@@ -29,7 +29,7 @@ import papermill
 import yaml
 from jupyter_client.manager import AsyncKernelManager
 
-from ntkbook import companions, config, data, grid, provenance, settings
+from ntkbook import companions, config, data, grid, provenance, settings, standalone
 from ntkbook.store import Store
 
 log = logging.getLogger(__name__)
@@ -430,7 +430,8 @@ def build_from_results(cfg: config.Profile, output: Path | None = None) -> Path:
             nbformat.write(not_in_setting(ROOT / f"{document}.ipynb", cfg),
                            staging / f"{document}.ipynb")
         elif executed.is_file():
-            shutil.copy(executed, staging / f"{document}.ipynb")
+            nbformat.write(standalone.in_book(nbformat.read(executed, as_version=4)),
+                           staging / f"{document}.ipynb")
         else:
             log.warning("book/%s.ipynb is newer than the published run: shown as a note",
                         Path(document).name)

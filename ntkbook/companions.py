@@ -61,7 +61,8 @@ def find(profile: str, page: str, builds: Path | None) -> Source:
         run = _json(published / "run.json")
         stale = " (its source changed since: stale)" if page in \
             provenance.stale_notebooks(run) else ""
-        return Source(nbformat.read(published / f"{page}.ipynb", as_version=4),
+        return Source(standalone.in_book(nbformat.read(published / f"{page}.ipynb",
+                                                       as_version=4)),
                       provenance.describe(run) + stale)
     command = f"`ntkbook build --profile {profile}`" + (
         "" if builds else f" then `ntkbook publish --profile {profile}`")

@@ -122,6 +122,28 @@ def doc_link(body: str, page: str, pages: Mapping[str, str], root: Path) -> str:
     return f'<a href="{html.escape(href)}">{html.escape(text, quote=False)}</a>'
 
 
+SOURCE_LINK = re.compile(r'<a href="\.\./\.\./book/(?P<name>[\w-]+)\.(?:md|ipynb)">(?P<text>[^<`]*)</a>')
+
+
+def in_book(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A published copy made a page of the book again (``ntkbook build --from-results``, a
+    companion from its published run): :func:`doc_link`'s links to the book's sources, which
+    lead nowhere inside the rendered book, become ``{doc}`` roles to its pages."""
+    notebook = copy.deepcopy(notebook)
+
+    def to_page(text: str) -> str:
+        return SOURCE_LINK.sub(lambda m: f"{{doc}}`{html.unescape(m['text'])} <{m['name']}>`",
+                               text)
+
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = to_page(cell.source)
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if "text/markdown" in output.get("data", {}):
+                output.data["text/markdown"] = to_page("".join(output.data["text/markdown"]))
+    return notebook
+
+
 def resolve_glue(text: str, values: Mapping[str, Mapping[str, Any]], page: str
                  ) -> tuple[str, list[str]]:
     """``text`` (Markdown) with its glue roles replaced by the values glued (``values``:

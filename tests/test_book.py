@@ -208,6 +208,8 @@ def test_the_published_cpu_run_renders_offline_in_seconds(tmp_path):
     assert "the published run of profile" in intro and run["finished"][:10] in intro
     assert run["machine"]["cpu"] in intro
     assert "a small CNN (width 16)" in intro
+    for page in (html / "book").glob("*.html"):  # a published copy's links to the sources
+        assert 'href="../../book/' not in page.read_text(), f"{page.name}: a dead link"
     row = (html / "book" / "kernel_evolution.html").read_text()
     for setting, name in settings.companions("cpu").items():  # named, not computed
         if "kernel_evolution" in setting.appended_to and \

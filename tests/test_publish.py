@@ -234,6 +234,22 @@ def test_doc_roles_become_links_beside_or_to_the_book_and_refs_their_text():
         standalone.readable(executed_page("{doc}`nowhere`", []), "protocol", PAGES)
 
 
+def test_a_published_page_back_in_the_book_links_to_the_books_pages():
+    notebook = executed_page("See {doc}`the audit <robustness_audit>` and "
+                             "{doc}`the book's rule <deciding>`.",
+                             [nbformat.v4.new_output("display_data", data={
+                                 "text/markdown": "by {doc}`the rule & its tests <deciding>`"})])
+    copy = standalone.readable(notebook, "protocol", PAGES)
+    assert "../../book/deciding.md" in copy.cells[1].source  # right from results/<profile>/
+    page = standalone.in_book(copy)
+    assert page.cells[1].source == ("See [the audit](robustness_audit.ipynb) and "
+                                    "{doc}`the book's rule <deciding>`.")
+    assert "../../book/deciding.md" in copy.cells[0].outputs[0].data["text/markdown"]
+    assert page.cells[0].outputs[0].data["text/markdown"] == \
+        "by {doc}`the rule & its tests <deciding>`"
+    assert "../../book/" in copy.cells[1].source  # the published copy itself is unchanged
+
+
 def test_a_glue_role_without_a_value_makes_publish_raise_naming_it(tmp_path, monkeypatch):
     notebook = executed_page("{glue:text}`claims_holding` and {glue:text}`robust_gain`",
                              [glued("claims_holding", "1 of 2")])
