@@ -10,7 +10,7 @@ import html
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,18 @@ def doc_link(body: str, page: str, pages: Mapping[str, str], root: Path) -> str:
     return f'<a href="{html.escape(href)}">{html.escape(text, quote=False)}</a>'
 
 
-SOURCE_LINK = re.compile(r'<a href="\.\./\.\./book/(?P<name>[\w-]+)\.(?:md|ipynb)">(?P<text>[^<`]*)</a>')
+SOURCE_LINK = re.compile(
+    r'<a href="\.\./\.\./book/(?P<name>[\w-]+)\.(?:md|ipynb)">(?P<text>[^<`]*)</a>')
+
+
+def rewrite_markdown(notebook: nbformat.NotebookNode, rewrite: Callable[[str], str]) -> None:
+    """Apply ``rewrite`` (in place) to every Markdown cell and Markdown output."""
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = rewrite(cell.source)
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if "text/markdown" in output.get("data", {}):
+                output.data["text/markdown"] = rewrite("".join(output.data["text/markdown"]))
 
 
 def in_book(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -130,17 +141,8 @@ def in_book(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     companion from its published run): :func:`doc_link`'s links to the book's sources, which
     lead nowhere inside the rendered book, become ``{doc}`` roles to its pages."""
     notebook = copy.deepcopy(notebook)
-
-    def to_page(text: str) -> str:
-        return SOURCE_LINK.sub(lambda m: f"{{doc}}`{html.unescape(m['text'])} <{m['name']}>`",
-                               text)
-
-    for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            cell.source = to_page(cell.source)
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if "text/markdown" in output.get("data", {}):
-                output.data["text/markdown"] = to_page("".join(output.data["text/markdown"]))
+    rewrite_markdown(notebook, lambda text: SOURCE_LINK.sub(
+        lambda m: f"{{doc}}`{html.unescape(m['text'])} <{m['name']}>`", text))
     return notebook
 
 
@@ -271,11 +273,7 @@ def readable(notebook: nbformat.NotebookNode, page: str, pages: Mapping[str, str
         cell.metadata.pop("execution", None)
         if cell.metadata.get("tags") == []:
             cell.metadata.pop("tags")
-        if cell.cell_type == "markdown":
-            cell.source = resolved(cell.source)
-        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if "text/markdown" in output.get("data", {}):
-                output.data["text/markdown"] = resolved("".join(output.data["text/markdown"]))
+    rewrite_markdown(notebook, resolved)
     if missing:
         raise book.BookError(f"{page}: no glued value for {', '.join(sorted(set(missing)))}: "
                              f"its published copy would show the raw glue role")
